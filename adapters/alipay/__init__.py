@@ -1,0 +1,1 @@
+"""Alipay mini program and 生活号 channel (app gateway)."""

@@ -1,0 +1,1 @@
+"""随申办 APP channel: signed JSON API, long-poll and websocket."""

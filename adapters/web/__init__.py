@@ -1,0 +1,1 @@
+"""PC portal (一网通办) chat widget channel."""

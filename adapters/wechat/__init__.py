@@ -1,0 +1,1 @@
+"""WeChat Official Account and Mini Program customer-service channel."""

@@ -1,0 +1,1 @@
+"""Shipped configuration and reference data (YAML). A package only so that wheels carry it."""

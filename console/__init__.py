@@ -1,0 +1,1 @@
+"""Staff-facing pages: agent workspace, KB operations, dashboard, problem ledger."""

@@ -1,0 +1,267 @@
+"""Configuration: one pydantic model tree, validated at start-up.
+
+Sources, later ones winning: ``config/default.yaml`` (shipped), an optional file (``--config`` or
+``BANGBAN_CONFIG``), then ``BANGBAN_*`` environment variables. Each leaf remembers which source
+set it, so a bad value is reported as "<source>: <field>: <what was expected>" instead of a
+traceback — operators fix config from the message alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .paths import config_dir
+
+ENV_PREFIX = "BANGBAN_"
+#: documented short names for the settings operators change most
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "BANGBAN_DATABASE_URL": ("database", "url"),
+    "BANGBAN_REDIS_URL": ("redis", "url"),
+    "BANGBAN_DATA_DIR": ("data_dir",),
+    "BANGBAN_HOST": ("server", "host"),
+    "BANGBAN_PORT": ("server", "port"),
+    "BANGBAN_LOG_LEVEL": ("logging", "level"),
+}
+#: variables that are not settings (so the generic BANGBAN_A__B rule must not read them)
+ENV_RESERVED = {"BANGBAN_CONFIG", "BANGBAN_TEST_DATABASE_URL", "BANGBAN_TEST_REDIS_URL"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    #: largest request body accepted, in bytes; larger ones get 413 with a reason
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    #: public base URL used in links sent to channels (defaults to http://host:port)
+    public_url: str | None = None
+
+
+class DatabaseSettings(_Section):
+    #: SQLAlchemy URL; empty means the embedded SQLite file ``<data_dir>/bangban.db``
+    url: str | None = None
+    echo: bool = False
+    pool_size: int = Field(10, ge=1, le=200)
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        v = normalise_database_url(v)
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "expected a sqlite:// or postgresql:// URL "
+                "(e.g. postgresql+asyncpg://user@host:5432/dbname)"
+            )
+        return v
+
+
+class EmbeddedRedisSettings(_Section):
+    #: append-only file, so queued work survives a restart of the embedded server
+    appendonly: bool = True
+    maxmemory: str = "256mb"
+
+
+class RedisSettings(_Section):
+    #: redis:// or unix:// URL; empty means a private embedded server under ``<data_dir>/redis``
+    url: str | None = None
+    #: prefix of every key we write, so several deployments can share one Redis
+    prefix: str = "bangban:"
+    embedded: EmbeddedRedisSettings = EmbeddedRedisSettings()
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return v
+
+
+class KbSettings(_Section):
+    #: directory of seed KB files loaded on first start when the KB is empty
+    seed_dir: Path | None = None
+    load_seed_on_start: bool = True
+
+
+class WorkerSettings(_Section):
+    queues: list[str] = ["high", "default", "low"]
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: mask ID-card and mobile numbers in every log line (never turn off in production)
+    mask_personal_data: bool = True
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class Settings(_Section):
+    data_dir: Path = Path("var")
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    kb: KbSettings = KbSettings()
+    worker: WorkerSettings = WorkerSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    # -- derived values -------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'bangban.db'}"
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis.url
+
+    @property
+    def kb_seed_dir(self) -> Path:
+        return self.kb.seed_dir or config_dir() / "kb"
+
+    @property
+    def public_url(self) -> str:
+        return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the plain scheme names people type and use the async drivers we ship."""
+    for plain, full in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return full + url[len(plain) :]
+    return url
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _merge(
+    base: dict[str, Any], update: Mapping[str, Any], source: str, origin: dict[tuple, str], path=()
+) -> None:
+    for key, value in update.items():
+        here = (*path, str(key))
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value, source, origin, here)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+            origin[here] = source
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], str]]:
+    found = []
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
+            continue
+        if name in ENV_ALIASES:
+            found.append((name, ENV_ALIASES[name], value))
+        elif "__" in name:
+            # generic form: BANGBAN_SECTION__FIELD[__SUBFIELD]
+            parts = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split("__"))
+            found.append((name, parts, value))
+    return found
+
+
+def _set_path(tree: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        node = nxt
+    node[parts[-1]] = value
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the validated settings, or raise ConfigError naming the source and field."""
+    environ = os.environ if environ is None else environ
+    default_file = config_dir() / "default.yaml"
+    tree: dict[str, Any] = {}
+    origin: dict[tuple, str] = {}
+    _merge(tree, _read_yaml(default_file), str(default_file), origin)
+
+    config_file = config_file or environ.get("BANGBAN_CONFIG") or None
+    if config_file:
+        path = Path(config_file)
+        _merge(tree, _read_yaml(path), str(path), origin)
+
+    for name, parts, value in _env_overrides(environ):
+        # Strings as given (pydantic's lax mode turns "8081" into an int and "true" into a
+        # bool); a value written as a YAML list or mapping is parsed, for list settings.
+        parsed: Any = value
+        if value.lstrip().startswith(("[", "{")):
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                parsed = value
+        _set_path(tree, parts, parsed)
+        origin[parts] = f"environment variable {name}"
+
+    for dotted, value in (overrides or {}).items():
+        parts = tuple(dotted.split("."))
+        _set_path(tree, parts, value)
+        origin[parts] = f"command-line option --{parts[-1].replace('_', '-')}"
+
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin, str(default_file))) from None
+
+
+def _describe(exc: ValidationError, origin: dict[tuple, str], default_source: str) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        source = next(
+            (origin[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in origin),
+            default_source,
+        )
+        field = ".".join(loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling; see config/default.yaml for the names)"
+        got = err.get("input")
+        shown = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {got!r})"
+        lines.append(f"  {source}: {field}: {msg}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""The one exception root of Bangban.
+
+Every error we raise on purpose derives from :class:`BangbanError`, so callers (the CLI, HTTP
+handlers, RQ jobs) can tell "we refused this, with a reason" apart from a bug. Third-party errors
+are wrapped with ``raise ... from exc`` at the boundary where they enter our code.
+"""
+
+from __future__ import annotations
+
+
+class BangbanError(Exception):
+    """Root of every error Bangban raises deliberately."""
+
+    #: short machine-readable code, used in JSON error bodies
+    code = "error"
+
+
+class ConfigError(BangbanError):
+    """The configuration cannot be used; the message names the source, the field and the fix."""
+
+    code = "config_error"
+
+
+class StorageError(BangbanError):
+    """The database or Redis failed or is unreachable."""
+
+    code = "storage_error"
+
+
+class NotFound(BangbanError):
+    code = "not_found"
+
+
+class Conflict(BangbanError):
+    code = "conflict"
+
+
+class ValidationFailed(BangbanError):
+    """Input failed validation; ``problems`` lists (where, field, reason) triples."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, problems: list[tuple[str, str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class ImportFailed(ValidationFailed):
+    """A KB import was refused as a whole; nothing was written."""
+
+    code = "import_failed"

@@ -1,0 +1,131 @@
+"""Validating and importing KB files: all or nothing, unless told to skip invalid records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..errors import Conflict, ImportFailed
+from .models import KbEntryBase, entry_adapter
+from .store import KbStore, WriteResult
+from .wire import RawRecord, _Unparsable, expand_paths, read_records
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    where: str    # file:line or file:entry N
+    field: str    # the field at fault, or "-" for the record as a whole
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.field}: {self.reason}"
+
+
+@dataclass
+class Checked:
+    entries: list[KbEntryBase] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    records: int = 0
+    invalid_records: int = 0
+
+
+def _explain(record: RawRecord, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        # drop the discriminator tag pydantic puts first ("faq", "function-after[...]")
+        if loc and (loc[0] == record.data.get("type") or "[" in loc[0]):
+            loc = loc[1:]
+        name = ".".join(loc) or "-"
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            reason = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            reason = f"unknown field for type {record.data.get('type')!r}"
+        elif err["type"] == "union_tag_invalid":
+            name, reason = "type", f"unknown type {record.data.get('type')!r}"
+        elif err["type"] == "union_tag_not_found":
+            name, reason = "type", "required field is missing"
+        problems.append(Problem(record.locator, name, reason))
+    return problems
+
+
+def check_records(
+    records: Iterable[RawRecord], *, context: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Checked:
+    out = Checked()
+    seen: dict[str, str] = {}
+    for record in records:
+        out.records += 1
+        if progress:
+            progress(1)
+        if isinstance(record.data, _Unparsable):
+            out.problems.append(Problem(record.locator, "-", record.data.reason))
+            out.invalid_records += 1
+            continue
+        if not isinstance(record.data, dict):
+            out.problems.append(Problem(record.locator, "-", "an entry must be a mapping of fields"))
+            out.invalid_records += 1
+            continue
+        try:
+            entry = entry_adapter.validate_python(record.data, context=context)
+        except ValidationError as exc:
+            out.problems.extend(_explain(record, exc))
+            out.invalid_records += 1
+            continue
+        if entry.id is not None:
+            if entry.id in seen:
+                out.problems.append(Problem(
+                    record.locator, "id", f"duplicate id {entry.id!r} (first at {seen[entry.id]})"
+                ))
+                out.invalid_records += 1
+                continue
+            seen[entry.id] = record.locator
+        out.entries.append(entry)
+    return out
+
+
+def check_files(paths: Iterable[str | Path], *, fmt: str | None = None, context=None,
+                progress=None) -> Checked:
+    def records():
+        for path in expand_paths(paths):
+            yield from read_records(path, fmt)
+
+    return check_records(records(), context=context, progress=progress)
+
+
+async def import_checked(
+    store: KbStore, checked: Checked, *, actor: str, replace: bool = False,
+    skip_invalid: bool = False, progress=None,
+) -> tuple[WriteResult, list[Problem]]:
+    """Write what ``checked`` holds. Refuses (ImportFailed) on any problem unless skip_invalid."""
+    problems = list(checked.problems)
+    entries = checked.entries
+    if problems and not skip_invalid:
+        raise ImportFailed(
+            f"{checked.invalid_records} of {checked.records} records are invalid; nothing was "
+            "imported (fix them, or use --skip-invalid to import the rest)",
+            [(p.where, p.field, p.reason) for p in problems],
+        )
+    if not replace:
+        taken = await store.existing_ids(e.id for e in entries if e.id)
+        if taken:
+            conflicts = [Problem(f"id {i}", "id", "already in the KB (use --replace to update it)")
+                         for i in sorted(taken)]
+            if not skip_invalid:
+                raise ImportFailed(
+                    f"{len(taken)} records have ids already in the KB; nothing was imported "
+                    "(use --replace to update them)",
+                    [(p.where, p.field, p.reason) for p in conflicts],
+                )
+            problems.extend(conflicts)
+            entries = [e for e in entries if e.id not in taken]
+    try:
+        result = await store.write(entries, actor=actor, replace=replace, progress=progress)
+    except Conflict as exc:  # a concurrent writer took an id between our check and the write
+        raise ImportFailed(str(exc)) from exc
+    return result, problems
