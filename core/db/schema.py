@@ -73,3 +73,80 @@ kb_revisions = Table(
     Column("after", JSON),
     Column("note", Text),
 )
+
+# -- conversations ----------------------------------------------------------------------------
+
+# A citizen is one person or business across channels; identities map channel users onto them.
+citizens = Table(
+    "citizens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+channel_identities = Table(
+    "channel_identities",
+    metadata,
+    Column("channel", String(32), primary_key=True),
+    Column("channel_user", String(128), primary_key=True),
+    Column("citizen_id", String(32), ForeignKey("citizens.id"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("citizen_id", String(32), ForeignKey("citizens.id"), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("channel_user", String(128), nullable=False),
+    # bot → queued → agent → closed; only the bot state times out by idleness
+    Column("status", String(16), nullable=False),
+    Column("matter", String(8)),
+    Column("unit", String(32)),
+    Column("msg_count", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Index("ix_conversations_channel_user", "channel", "channel_user", "last_at"),
+    Index("ix_conversations_status", "status"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("sender", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("action", String(16)),
+    Column("text", Text, nullable=False),
+    # the rest of an Outbound (quick replies, links, meta …) or an Inbound's payload/attachments
+    Column("body", JSON, nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("channel_msg_id", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("uq_messages_conversation_id_seq", "conversation_id", "seq", unique=True),
+    # the SQL backstop of de-duplication (Redis catches platform retries first)
+    Index("uq_messages_channel_channel_msg_id", "channel", "channel_msg_id", unique=True),
+)
+
+# Questions the bot could not answer, or whose answer the citizen marked 未解决: the KB gap list
+# that knowledge operators must close within 5 working days.
+unanswered = Table(
+    "unanswered",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(32), nullable=False),
+    Column("message_id", String(32)),
+    Column("question", Text, nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("matter", String(8)),
+    Column("entry_id", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_entry_id", String(64)),
+    Index("ix_unanswered_status_due_at", "status", "due_at"),
+)

@@ -70,7 +70,13 @@ def Code(table: str) -> Any:  # noqa: N802 - reads as a type in annotations
     return Annotated[str, BeforeValidator(_scalar_to_str), AfterValidator(_code(table))]
 
 
-RichText = Annotated[Text, AfterValidator(sanitize_html)]
+def _not_emptied(v: str) -> str:
+    if not v.strip():
+        raise ValueError("nothing is left after removing unsafe HTML (script, style, …)")
+    return v
+
+
+RichText = Annotated[Text, AfterValidator(sanitize_html), AfterValidator(_not_emptied)]
 
 
 def _split(sep: str):
@@ -184,7 +190,8 @@ AliasList = Annotated[
 
 def new_entry_id(entry_type: str) -> str:
     """A generated 记录唯一标识: type prefix, millisecond time (sortable), randomness."""
-    return f"{entry_type}-{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+    # 64 random bits: with 24, a 10,000-record import generated colliding ids about one time in four
+    return f"{entry_type}-{int(time.time() * 1000):011x}{secrets.token_hex(8)}"
 
 
 # -- the models -------------------------------------------------------------------------------

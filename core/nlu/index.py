@@ -1,0 +1,184 @@
+"""The KB search index: sparse BM25 over words and character n-grams, vectorised with scipy.
+
+Each entry becomes several rows — its question or title, each alias (相似问法), and its body —
+so a query is matched against every way the KB phrases the thing, and an entry scores as its
+best row. A row's score combines, per representation (words, character n-grams):
+
+- query coverage: BM25 normalised by the query's own idf mass, i.e. how much of what the citizen
+  said the row contains (0–~1);
+- row coverage: how much of the row's idf mass the query contains, which is what separates
+  "居住证签注要什么材料" from "居住证签注要多久" when both share the matter's vocabulary.
+
+All of it is sparse matrix algebra over the whole KB, in batches for evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer
+
+from ..kb.models import KbEntryBase
+from ..kb.richtext import html_to_text
+from .text import Analyzer
+
+K1, B = 1.2, 0.75
+#: longest body text indexed per entry (the start of an answer says what it is about)
+BODY_CHARS = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How row features combine. Defaults were set on public paraphrase data and the dev set."""
+
+    word_q: float = 0.45
+    char_q: float = 0.35
+    word_d: float = 0.10
+    char_d: float = 0.10
+    body: float = 0.75  # a match in an answer body counts less than one in a question or alias
+
+
+@dataclass(slots=True)
+class Hit:
+    entry_id: str
+    score: float
+    row: str
+    index: int = -1
+    matters: list[str] = field(default_factory=list)
+    type: str = ""
+
+
+def _identity(tokens):  # CountVectorizer analyzer for pre-tokenised input
+    return tokens
+
+
+class _Bm25:
+    """One representation (words or character n-grams) of all rows."""
+
+    def __init__(self, docs: list[list[str]]) -> None:
+        self.vec = CountVectorizer(analyzer=_identity, dtype=np.float32)
+        tf = self.vec.fit_transform(docs).tocsr()
+        n_docs = tf.shape[0]
+        df = np.bincount(tf.indices, minlength=tf.shape[1]).astype(np.float32)
+        self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        lengths = np.asarray(tf.sum(axis=1)).ravel()
+        avg = lengths.mean() if n_docs else 1.0
+        norm = K1 * (1 - B + B * lengths / max(avg, 1e-9))
+        rows = np.repeat(np.arange(n_docs), np.diff(tf.indptr))
+        data = tf.data * (K1 + 1) / (tf.data + norm[rows])
+        # rows × terms: saturated tf times idf
+        self.bm25 = sparse.csr_matrix((data * self.idf[tf.indices], tf.indices, tf.indptr),
+                                      shape=tf.shape)
+        # rows × terms: idf where the term occurs, for "how much of the row was asked about"
+        self.present = sparse.csr_matrix((self.idf[tf.indices], tf.indices, tf.indptr),
+                                         shape=tf.shape)
+        self.row_mass = np.asarray(self.present.sum(axis=1)).ravel() + 1e-6
+        self.bm25_t = self.bm25.T.tocsr()
+        self.present_t = self.present.T.tocsr()
+
+    def queries(self, docs: list[list[str]]) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """Binary query × term matrix and each query's idf mass (known terms only)."""
+        q = self.vec.transform(docs).tocsr()
+        q.data[:] = 1.0
+        mass = np.asarray(q @ self.idf).ravel() + 1e-6
+        return q, mass
+
+    def features(self, q: sparse.csr_matrix, mass: np.ndarray):
+        """(query coverage, row coverage) as sparse queries × rows matrices."""
+        cov_q = sparse.diags(1.0 / mass) @ (q @ self.bm25_t)
+        cov_d = (q @ self.present_t) @ sparse.diags(1.0 / self.row_mass)
+        return cov_q.tocsr(), cov_d.tocsr()
+
+
+def entry_rows(entry: KbEntryBase) -> list[tuple[str, bool]]:
+    """(text, is_body) rows an entry is searched by."""
+    rows: list[tuple[str, bool]] = [(entry.display_title, False)]
+    rows.extend((a, False) for a in getattr(entry, "aliases", []) or [])
+    if entry.type == "hotline":
+        rows.append((f"{entry.unit_name}热线 {entry.phone} {entry.description or ''}", True))
+    elif entry.type == "department":
+        rows.append((f"{entry.name} {entry.description or ''}", True))
+    for name in entry.search_fields[1:]:
+        value = getattr(entry, name, None)
+        if value:
+            rows.append((html_to_text(str(value))[:BODY_CHARS], True))
+    return rows
+
+
+class KbIndex:
+    def __init__(self, entries: Sequence[KbEntryBase], analyzer: Analyzer,
+                 weights: Weights | None = None) -> None:
+        self.analyzer = analyzer
+        self.weights = weights or Weights()
+        self.entries = list(entries)
+        self.ids = [e.id for e in self.entries]
+        self.position = {eid: i for i, eid in enumerate(self.ids)}
+        texts, owners, body = [], [], []
+        for i, entry in enumerate(self.entries):
+            for text, is_body in entry_rows(entry):
+                texts.append(text)
+                owners.append(i)
+                body.append(is_body)
+        self.row_text = texts
+        self.row_entry = np.asarray(owners, dtype=np.int64)
+        self.row_weight = np.where(np.asarray(body, dtype=bool), self.weights.body, 1.0)
+        expanded = [analyzer.expand(t) for t in texts]
+        self.words = _Bm25([analyzer.words(t, expanded=True) for t in expanded] or [[]])
+        self.chars = _Bm25([analyzer.char_ngrams(t, expanded=True) for t in expanded] or [[]])
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def row_scores(self, queries: Sequence[str]) -> sparse.csr_matrix:
+        """queries × rows combined scores (sparse: rows sharing nothing with a query are 0)."""
+        w = self.weights
+        expanded = [self.analyzer.expand(q) for q in queries]
+        qw, mw = self.words.queries([self.analyzer.words(q, expanded=True) for q in expanded])
+        qc, mc = self.chars.queries([self.analyzer.char_ngrams(q, expanded=True) for q in expanded])
+        wq, wd = self.words.features(qw, mw)
+        cq, cd = self.chars.features(qc, mc)
+        total = w.word_q * wq + w.word_d * wd + w.char_q * cq + w.char_d * cd
+        return (total @ sparse.diags(self.row_weight)).tocsr()
+
+    def search_many(self, queries: Sequence[str], top: int = 5,
+                    boost: Sequence[np.ndarray | None] | None = None) -> list[list[Hit]]:
+        scores = self.row_scores(queries)
+        out = []
+        for qi in range(scores.shape[0]):
+            start, end = scores.indptr[qi], scores.indptr[qi + 1]
+            rows, vals = scores.indices[start:end], scores.data[start:end]
+            if boost is not None and boost[qi] is not None:
+                vals = vals * boost[qi][self.row_entry[rows]]
+            out.append(self._best_entries(rows, vals, top))
+        return out
+
+    def search(self, query: str, top: int = 5, boost: np.ndarray | None = None) -> list[Hit]:
+        return self.search_many([query], top, [boost])[0]
+
+    def boost_for(self, matter: str, factor: float) -> np.ndarray:
+        """Per-entry multipliers favouring the entries of one matter."""
+        b = np.ones(len(self.entries), dtype=np.float32)
+        for i, entry in enumerate(self.entries):
+            if matter in entry.matters:
+                b[i] = factor
+        return b
+
+    def _best_entries(self, rows: np.ndarray, vals: np.ndarray, top: int) -> list[Hit]:
+        if not len(rows):
+            return []
+        order = np.argsort(-vals, kind="stable")
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for k in order:
+            entry = int(self.row_entry[rows[k]])
+            if entry in seen:
+                continue
+            seen.add(entry)
+            e = self.entries[entry]
+            hits.append(Hit(e.id, float(vals[k]), self.row_text[rows[k]], entry, e.matters, e.type))
+            if len(hits) == top:
+                break
+        return hits
