@@ -12,11 +12,18 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from pydantic import ValidationError
 
-from .appkeys import ENGINE, KB_STORE, REDIS, REDIS_URL, SETTINGS
+from .appkeys import ENGINE, HUB, KB_STORE, REDIS, REDIS_URL, SETTINGS
+from .bus import Bus
+from .conversations import ConversationStore
+from .dialog.bot import Bot
+from .dialog.service import DialogService
+from .hub import Hub
+from .knowledge import Knowledge
 from .config import Settings
 from .db import create_engine, upgrade
-from .errors import BangbanError, Conflict, NotFound, ValidationFailed
+from .errors import BangbanError, ConfigError, Conflict, NotFound, ValidationFailed
 from .health import routes as health_routes
 from .kb.seed import load_seed_if_empty
 from .kb.store import KbStore
@@ -70,12 +77,70 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         await engine.dispose()
 
 
-def create_app(settings: Settings) -> web.Application:
+async def core_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The bot's knowledge, the dialog service and the bus; then the channel adapters."""
+    hub, settings = app[HUB], app[SETTINGS]
+    hub.engine, hub.redis, hub.kb = app[ENGINE], app[REDIS], app[KB_STORE]
+    hub.conversations = ConversationStore(hub.engine)
+    hub.knowledge = Knowledge(hub.engine, poll_interval=settings.kb.refresh_interval_s)
+    await hub.knowledge.start()
+    bot = Bot(lambda: hub.knowledge.snapshot, settings.bot, link_for=_link_for(hub))
+    hub.bus = Bus(hub.redis, settings.redis.prefix)
+    hub.dialog = DialogService(hub.conversations, bot, hub.redis, hub.bus,
+                               prefix=settings.redis.prefix,
+                               context_ttl_s=settings.bot.context_ttl_s)
+    hub.bus.subscribe(hub.dispatch)
+    await hub.bus.start()
+    started = []
+    try:
+        for adapter in hub.adapters.values():
+            await adapter.start()
+            started.append(adapter)
+        yield
+    finally:
+        for adapter in reversed(started):
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("adapter %s failed to stop", adapter.name)
+        await hub.bus.stop()
+        await hub.knowledge.stop()
+
+
+def _link_for(hub: Hub):
+    def link(entry) -> str:
+        return getattr(entry, "source_url", None) or f"{hub.public_url}/kb/{entry.id}"
+
+    return link
+
+
+def create_app(settings: Settings, *, adapters: dict | None = None) -> web.Application:
+    """The application: health, the core, and every enabled channel adapter's routes.
+
+    ``adapters`` (name → class) replaces entry-point discovery, for tests.
+    """
+    from adapters import discover
+
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
     app[SETTINGS] = settings
+    app[HUB] = hub = Hub(settings)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(core_ctx)
     app.add_routes(health_routes)
+    for name, cls in (discover() if adapters is None else adapters).items():
+        raw = settings.channels.get(name, {})
+        try:
+            config = cls.config_model.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in ("channels", name, *err["loc"]))
+            raise ConfigError(f"invalid configuration: {field}: {err['msg']}") from None
+        if not config.enabled:
+            continue
+        adapter = cls(hub, config)
+        hub.adapters[name] = adapter
+        app.add_routes(adapter.routes())
     return app

@@ -93,6 +93,8 @@ class KbSettings(_Section):
     #: directory of seed KB files loaded on first start when the KB is empty
     seed_dir: Path | None = None
     load_seed_on_start: bool = True
+    #: how often every process checks the KB for changes and rebuilds its search index
+    refresh_interval_s: float = Field(5.0, ge=0)
 
 
 class WorkerSettings(_Section):
@@ -110,6 +112,25 @@ class LoggingSettings(_Section):
         return v.upper() if isinstance(v, str) else v
 
 
+class BotSettings(_Section):
+    """Thresholds of the answer / clarify / fallback decision (config section ``bot``)."""
+
+    #: logistic calibration of the retrieval score: confidence = σ(slope · (score − midpoint))
+    midpoint: float = 0.42
+    slope: float = 10.0
+    answer_confidence: float = Field(0.5, ge=0, le=1)
+    #: candidates whose scores are within this of the best are "close"
+    clarify_margin: float = Field(0.05, ge=0)
+    #: an intent must be at least this sure to override retrieval
+    intent_confidence: float = Field(0.55, ge=0, le=1)
+    #: retrieval confidence above which a service answer beats a social/out-of-scope intent
+    strong_answer: float = Field(0.92, ge=0, le=1)
+    #: boost of the conversation's current matter for follow-up questions
+    context_boost: float = Field(1.35, ge=1)
+    #: live context (current matter, last suggestions) expires after this much silence
+    context_ttl_s: int = Field(1800, ge=60)
+
+
 class Settings(_Section):
     data_dir: Path = Path("var")
     server: ServerSettings = ServerSettings()
@@ -118,6 +139,9 @@ class Settings(_Section):
     kb: KbSettings = KbSettings()
     worker: WorkerSettings = WorkerSettings()
     logging: LoggingSettings = LoggingSettings()
+    bot: BotSettings = BotSettings()
+    #: per-channel adapter settings, validated by each adapter's own config model at start-up
+    channels: dict[str, dict[str, Any]] = {}
 
     # -- derived values -------------------------------------------------------------------
     @property

@@ -155,7 +155,7 @@ class ConversationStore:
                 raise NotFound(f"no conversation {conversation_id!r}")
             first = last - len(items) + 1
             stored = [
-                StoredMessage(new_id("m"), conversation_id, first + i, it["sender"], it["kind"],
+                StoredMessage(it.get("id") or new_id("m"), conversation_id, first + i, it["sender"], it["kind"],
                               it.get("action"), it["text"], it.get("body") or {}, now)
                 for i, it in enumerate(items)
             ]

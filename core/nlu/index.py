@@ -64,6 +64,7 @@ class _Bm25:
         n_docs = tf.shape[0]
         df = np.bincount(tf.indices, minlength=tf.shape[1]).astype(np.float32)
         self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        self.max_idf = float(np.log1p((n_docs + 0.5) / 0.5))
         lengths = np.asarray(tf.sum(axis=1)).ravel()
         avg = lengths.mean() if n_docs else 1.0
         norm = K1 * (1 - B + B * lengths / max(avg, 1e-9))
@@ -80,10 +81,18 @@ class _Bm25:
         self.present_t = self.present.T.tocsr()
 
     def queries(self, docs: list[list[str]]) -> tuple[sparse.csr_matrix, np.ndarray]:
-        """Binary query × term matrix and each query's idf mass (known terms only)."""
+        """Binary query × term matrix and each query's idf mass.
+
+        A term the KB has never seen counts in the mass with the highest idf: it is the most
+        specific thing the citizen said, and no row covers it — which is how "护照怎么办" scores
+        low against a KB without passports, instead of matching on "怎么办" alone.
+        """
         q = self.vec.transform(docs).tocsr()
         q.data[:] = 1.0
-        mass = np.asarray(q @ self.idf).ravel() + 1e-6
+        vocab = self.vec.vocabulary_
+        unseen = np.fromiter((len({t for t in d if t not in vocab}) for d in docs),
+                             dtype=np.float32, count=len(docs))
+        mass = np.asarray(q @ self.idf).ravel() + unseen * self.max_idf + 1e-6
         return q, mass
 
     def features(self, q: sparse.csr_matrix, mass: np.ndarray):
@@ -126,8 +135,11 @@ class KbIndex:
         self.row_entry = np.asarray(owners, dtype=np.int64)
         self.row_weight = np.where(np.asarray(body, dtype=bool), self.weights.body, 1.0)
         expanded = [analyzer.expand(t) for t in texts]
-        self.words = _Bm25([analyzer.words(t, expanded=True) for t in expanded] or [[]])
-        self.chars = _Bm25([analyzer.char_ngrams(t, expanded=True) for t in expanded] or [[]])
+        # a sentinel row keeps the vocabulary non-empty for an empty KB; it owns no entry
+        word_rows = [analyzer.words(t, expanded=True) for t in expanded] or [["\x00"]]
+        char_rows = [analyzer.char_ngrams(t, expanded=True) for t in expanded] or [["\x00"]]
+        self.words = _Bm25(word_rows)
+        self.chars = _Bm25(char_rows)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -145,6 +157,8 @@ class KbIndex:
 
     def search_many(self, queries: Sequence[str], top: int = 5,
                     boost: Sequence[np.ndarray | None] | None = None) -> list[list[Hit]]:
+        if not self.entries:
+            return [[] for _ in queries]
         scores = self.row_scores(queries)
         out = []
         for qi in range(scores.shape[0]):

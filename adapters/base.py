@@ -1,0 +1,74 @@
+"""The channel adapter plugin API.
+
+A channel is one package with one ``ChannelAdapter`` subclass, registered under the entry-point
+group ``bangban.adapters``. The core never imports a channel: it discovers the adapters, gives
+each its validated config and the ``Hub`` (the core's services), mounts the routes the adapter
+declares, starts and stops it with the application, and calls ``push`` when a message for one
+of the adapter's citizens is produced outside a request (an agent's reply, a reply finished
+after a platform's deadline, a message for another tab).
+
+Two delivery styles are supported:
+
+- request/response channels (WeChat wants the reply in the HTTP response within 5 s) call
+  ``hub.handle`` in their route and ``render`` the replies into the response;
+- push channels (websocket, platform send APIs) acknowledge the request and deliver through
+  ``push``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from core.dialog.models import Outbound
+
+if TYPE_CHECKING:
+    from core.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class AdapterConfig(BaseModel):
+    """Base of every adapter's settings (``channels.<name>`` in the config)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+
+
+class ChannelAdapter(ABC):
+    #: the channel's name: config key, ``Inbound.channel``, URL segment
+    name: ClassVar[str]
+    #: the adapter's settings model
+    config_model: ClassVar[type[AdapterConfig]] = AdapterConfig
+
+    def __init__(self, hub: Hub, config: AdapterConfig) -> None:
+        self.hub = hub
+        self.config = config
+        self.log = logging.getLogger(f"adapters.{self.name}")
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        """HTTP routes of this channel, mounted on the main application."""
+        return []
+
+    async def start(self) -> None:
+        """Acquire resources (HTTP sessions, background tasks). Called once at app start-up."""
+
+    async def stop(self) -> None:
+        """Release them. Called once at shutdown, in reverse order of start."""
+
+    @abstractmethod
+    def render(self, out: Outbound) -> Any:
+        """The channel's own form of one outbound message (rich parts degraded as needed)."""
+
+    @abstractmethod
+    async def push(self, channel_user: str, outs: list[Outbound]) -> None:
+        """Deliver messages produced outside a request to this citizen, if this process can.
+
+        Called in every app process for every message of this channel (fan-out); an adapter
+        that holds no connection for ``channel_user`` does nothing. Must not raise for a
+        citizen who is simply not connected.
+        """

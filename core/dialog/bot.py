@@ -1,0 +1,241 @@
+"""小申's policy: from what the citizen said (and the live context) to what the bot does.
+
+Pure computation over a knowledge snapshot — no I/O — so `bangban ask`, `bangban eval`, the
+benchmarks and the live service all run exactly the same decisions.
+
+The order of concerns: a tapped quick reply or a numbered choice; then intents that must win
+over retrieval (out of scope — 涉法/涉诉/投诉 are never answered as service questions — and
+asking for a person); then retrieval, whose calibrated confidence decides between answering,
+offering the closest candidates (clarify) and admitting it does not know (fallback). Social
+intents (greet, thanks …) answer only when retrieval has nothing better.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+from ..kb.models import KbEntryBase
+from ..kb.richtext import html_to_text
+from ..knowledge import Snapshot
+from ..nlu.index import Hit
+from ..nlu.text import numbered_choice
+from ..config import BotSettings as BotPolicy
+from .models import Action, AnswerMeta, Link, QuickReply
+
+#: longest plain-text answer before "详见链接" (text-only channels truncate anyway)
+MAX_TEXT = 900
+RESOLVED = [QuickReply(label="已解决", payload="resolved:yes"),
+            QuickReply(label="未解决", payload="resolved:no")]
+HUMAN_REPLY = QuickReply(label="转人工帮办", payload="human")
+HOTLINE_LINK = Link(title="拨打12345市民服务热线", url="tel:12345")
+
+
+class Context(BaseModel):
+    """The live context of one conversation (kept in Redis with a TTL)."""
+
+    matter: str | None = None
+    suggestions: list[str] = Field(default_factory=list)
+    last_entry: str | None = None
+    last_question: str | None = None
+    turns: int = 0
+
+
+@dataclass
+class BotReply:
+    action: Action
+    text: str
+    html: str | None = None
+    quick_replies: list[QuickReply] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    meta: AnswerMeta = field(default_factory=AnswerMeta)
+    #: "fallback" or "unresolved": the service records the question on the KB gap list
+    unanswered: str | None = None
+    #: the service must start human help (handoff)
+    handoff: bool = False
+    #: ask the citizen to rate this answer (已解决 / 未解决)
+    rate: bool = False
+
+
+def calibrate(score: float, policy: BotPolicy) -> float:
+    return 1.0 / (1.0 + math.exp(-policy.slope * (score - policy.midpoint)))
+
+
+def answer_body(entry: KbEntryBase) -> str:
+    """The official wording (口径) of an entry, as sanitised HTML."""
+    t = entry.type
+    if t == "faq":
+        return entry.answer
+    if t in ("guide", "policy_interpretation"):
+        return entry.content
+    if t == "term":
+        return f"<p><strong>{entry.term}</strong></p>{entry.explanation}"
+    if t == "hotline":
+        parts = [f"<p><strong>{entry.unit_name}</strong>：{entry.phone}</p>"]
+        parts += [f"<p>{x}</p>" for x in (entry.description, entry.remark) if x]
+        return "".join(parts)
+    if t == "department":
+        lines = [f"<p><strong>{entry.name}</strong></p>"]
+        if entry.description:
+            lines.append(f"<p>{entry.description}</p>")
+        lines.append(f"<p>联系电话：{entry.phone}<br>地址：{entry.address}（{entry.postcode}）</p>")
+        return "".join(lines)
+    if t == "policy_original":
+        return f"<p>《{entry.name}》（{entry.doc_number}）</p>{entry.body}"
+    if t == "policy_project":
+        return entry.guide
+    return getattr(entry, "body", "") or ""
+
+
+class Bot:
+    def __init__(self, snapshot: Callable[[], Snapshot], policy: BotPolicy | None = None,
+                 link_for: Callable[[KbEntryBase], str] | None = None) -> None:
+        self._snapshot = snapshot
+        self.policy = policy or BotPolicy()
+        self._link_for = link_for or (lambda e: getattr(e, "source_url", None) or "")
+
+    # -- entry point --------------------------------------------------------------------------
+    def respond(self, text: str, ctx: Context, payload: str | None = None) -> BotReply:
+        snap = self._snapshot()
+        ctx.turns += 1
+        if payload:
+            reply = self._payload(payload, ctx, snap)
+            if reply is not None:
+                return reply
+        choice = numbered_choice(text) if ctx.suggestions else None
+        if choice is not None and choice <= len(ctx.suggestions):
+            entry = snap.entry(ctx.suggestions[choice - 1])
+            if entry is not None:
+                return self._answer(entry, 1.0, ctx, snap, question=ctx.last_question)
+        return self._understand(text, ctx, snap)
+
+    def _payload(self, payload: str, ctx: Context, snap: Snapshot) -> BotReply | None:
+        kind, _, arg = payload.partition(":")
+        if kind == "pick" and (entry := snap.entry(arg)) is not None:
+            return self._answer(entry, 1.0, ctx, snap, question=ctx.last_question)
+        if kind == "matter" and (guide := snap.guides.get(arg)) is not None:
+            return self._answer(guide, 1.0, ctx, snap)
+        if kind == "human":
+            return self._handoff(ctx)
+        if kind == "resolved" and arg == "yes":
+            return BotReply("rating", "感谢您的评价！很高兴能帮到您，还有其他问题可以继续问小申。",
+                            meta=AnswerMeta(entry_id=ctx.last_entry))
+        if kind == "resolved" and arg == "no":
+            return BotReply(
+                "rating",
+                "很抱歉没能解决您的问题。您可以换个说法再问一次，也可以转线上人工帮办，"
+                "或拨打12345市民服务热线。",
+                quick_replies=[HUMAN_REPLY], links=[HOTLINE_LINK],
+                meta=AnswerMeta(entry_id=ctx.last_entry), unanswered="unresolved")
+        return None
+
+    # -- understanding free text --------------------------------------------------------------
+    def _understand(self, text: str, ctx: Context, snap: Snapshot) -> BotReply:
+        p = self.policy
+        intent = snap.intents.classify(text)
+        hits = snap.index.search(text, top=5)
+        if ctx.matter and (not hits or hits[0].score < p.midpoint + 0.25
+                           or ctx.matter in hits[0].matters):
+            boosted = snap.index.search(text, top=5,
+                                        boost=snap.index.boost_for(ctx.matter, p.context_boost))
+            if boosted:
+                hits = boosted
+        conf = calibrate(hits[0].score, p) if hits else 0.0
+        meta = AnswerMeta(intent=intent.label, confidence=round(conf, 4))
+
+        # Asking for a person is honoured even when the KB has a page about human help; an
+        # out-of-scope request (涉法/涉诉/投诉) is never answered as a service question unless
+        # the KB match is strong and the classifier unsure.
+        if intent.intent == "request_human" and intent.confidence >= p.intent_confidence:
+            return self._handoff(ctx, meta)
+        if intent.intent == "out_of_scope" and intent.confidence >= p.intent_confidence and (
+            conf < p.strong_answer or intent.confidence >= 0.8
+        ):
+            oos = snap.intents.out_of_scope(intent.category)
+            return BotReply("out_of_scope", oos["reply"], links=[HOTLINE_LINK], meta=meta)
+        if intent.intent in ("greet", "thanks", "goodbye", "smalltalk", "feedback") and (
+            intent.confidence >= p.intent_confidence and conf < p.answer_confidence
+        ):
+            action: Action = "smalltalk" if intent.intent == "smalltalk" else intent.intent
+            return BotReply(action, snap.intents.reply(intent.intent, ctx.turns) or "您好！",
+                            meta=meta)
+
+        ctx.last_question = text
+        if not hits or conf < p.answer_confidence:
+            return self._fallback(ctx, meta, hits, snap)
+        close = [h for h in hits if hits[0].score - h.score <= p.clarify_margin]
+        shared = set(hits[0].matters).intersection(*(set(h.matters) for h in close))
+        if len(close) > 1 and not shared:
+            return self._clarify(close[:3], ctx, meta, snap)
+        best = hits[0]
+        if best.type == "term":  # "居住证签注" alone: the how-to beats the definition
+            guide = next((h for h in close if h.type == "guide"), None)
+            best = guide or best
+        return self._answer(snap.entries[best.entry_id], conf, ctx, snap, question=text,
+                            meta=meta, hits=hits)
+
+    # -- the actions --------------------------------------------------------------------------
+    def _answer(self, entry: KbEntryBase, conf: float, ctx: Context, snap: Snapshot,
+                question: str | None = None, meta: AnswerMeta | None = None,
+                hits: list[Hit] | None = None) -> BotReply:
+        html = answer_body(entry)
+        text = html_to_text(html)
+        if len(text) > MAX_TEXT:
+            text = text[:MAX_TEXT].rstrip() + "……（详见链接）"
+        links = []
+        for matter in entry.matters[:1]:
+            guide = snap.guides.get(matter)
+            if guide is not None:
+                url = self._link_for(guide)
+                if url:
+                    links.append(Link(title=f"办事指引：{guide.display_title}", url=url))
+        if entry.type != "guide" and (own := self._link_for(entry)) and own not in {
+            link.url for link in links
+        }:
+            links.append(Link(title="查看原文", url=own))
+        ctx.matter = entry.matters[0] if entry.matters else ctx.matter
+        ctx.last_entry, ctx.suggestions = entry.id, []
+        if question:
+            ctx.last_question = question
+        meta = (meta or AnswerMeta()).model_copy(update={
+            "entry_id": entry.id, "entry_type": entry.type, "matters": entry.matters,
+            "confidence": round(conf, 4),
+            "suggestions": [h.entry_id for h in (hits or [])[1:3]],
+        })
+        return BotReply("answer", text, html=html, quick_replies=list(RESOLVED), links=links,
+                        meta=meta, rate=True)
+
+    def _clarify(self, hits: list[Hit], ctx: Context, meta: AnswerMeta, snap: Snapshot
+                 ) -> BotReply:
+        ctx.suggestions = [h.entry_id for h in hits]
+        labels = [snap.entries[h.entry_id].display_title for h in hits]
+        lines = "\n".join(f"{i}. {label}" for i, label in enumerate(labels, 1))
+        # the matters of the best guess, so `ask --json` and eval read one answer's matters
+        meta = meta.model_copy(update={"suggestions": ctx.suggestions, "matters": hits[0].matters,
+                                       "entry_id": hits[0].entry_id,
+                                       "entry_type": hits[0].type})
+        return BotReply(
+            "clarify", f"您想问的是以下哪一个问题？\n{lines}",
+            quick_replies=[QuickReply(label=label[:60], payload=f"pick:{h.entry_id}")
+                           for label, h in zip(labels, hits, strict=True)],
+            meta=meta)
+
+    def _fallback(self, ctx: Context, meta: AnswerMeta, hits: list[Hit], snap: Snapshot
+                  ) -> BotReply:
+        ctx.suggestions = []
+        return BotReply(
+            "fallback",
+            "抱歉，小申暂时没能找到这个问题的答案。您可以换个说法再问一次；也可以转线上人工帮办"
+            "（工作日工作时间），或拨打12345市民服务热线咨询。",
+            quick_replies=[HUMAN_REPLY], links=[HOTLINE_LINK],
+            meta=meta.model_copy(update={"suggestions": [h.entry_id for h in hits[:3]]}),
+            unanswered="fallback")
+
+    def _handoff(self, ctx: Context, meta: AnswerMeta | None = None) -> BotReply:
+        return BotReply("handoff", "好的，正在为您转接线上人工帮办。",
+                        meta=(meta or AnswerMeta()).model_copy(
+                            update={"matters": [ctx.matter] if ctx.matter else []}),
+                        handoff=True)

@@ -1,0 +1,134 @@
+"""The bot's knowledge at run time: the published KB, its search index and the intent model.
+
+Built from SQL in a worker thread and swapped in with one attribute assignment, so requests in
+flight keep the snapshot they started with. Every process polls a cheap fingerprint of the KB
+(entry count and latest modification) and rebuilds when it changes — whichever process or CLI
+made the change — so all processes converge within one poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .db.schema import kb_entries
+from .kb.models import KbEntryBase, entry_adapter
+from .nlu.index import KbIndex
+from .nlu.intent import SklearnIntentClassifier, load_intents
+from .nlu.text import Analyzer
+from .reference import load_matters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the bot reads, consistent with one state of the KB."""
+
+    index: KbIndex
+    intents: SklearnIntentClassifier
+    entries: dict[str, KbEntryBase]
+    guides: dict[str, KbEntryBase]  # matter code → its first guide
+    fingerprint: tuple
+    built_at: float
+
+    def entry(self, entry_id: str) -> KbEntryBase | None:
+        return self.entries.get(entry_id)
+
+
+def answerable(entries: Sequence[KbEntryBase]) -> list[KbEntryBase]:
+    """The bot only ever answers from published, valid entries."""
+    return [e for e in entries if e.status == "published" and e.valid == "1"]
+
+
+def build_snapshot(entries: Sequence[KbEntryBase], fingerprint: tuple = ()) -> Snapshot:
+    entries = answerable(entries)
+    matters = load_matters()
+    extra_words = [e.display_title for e in entries if e.type == "term"]
+    extra_words += [m.name for m in matters.matters if len(m.name) <= 12]
+    analyzer = Analyzer(extra_words=extra_words)
+    start = time.perf_counter()
+    index = KbIndex(entries, analyzer)
+    questions = [q for e in entries if e.type in ("faq", "guide")
+                 for q in (e.display_title, *getattr(e, "aliases", []))]
+    intents = SklearnIntentClassifier(analyzer, load_intents(), kb_questions=questions)
+    guides: dict[str, KbEntryBase] = {}
+    for e in sorted(entries, key=lambda e: e.id or ""):
+        if e.type == "guide":
+            for m in e.matters:
+                guides.setdefault(m, e)
+    log.info("knowledge snapshot built: %d entries, %d rows in %.2f s", len(entries),
+             len(index.row_text), time.perf_counter() - start)
+    return Snapshot(index, intents, {e.id: e for e in entries}, guides, fingerprint,
+                    time.time())
+
+
+async def kb_fingerprint(engine: AsyncEngine) -> tuple:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(func.count(), func.max(kb_entries.c.modified_at),
+                                         func.sum(kb_entries.c.version)))).one()
+    return (int(row[0]), str(row[1]), int(row[2] or 0))
+
+
+async def load_entries(engine: AsyncEngine) -> list[KbEntryBase]:
+    q = select(kb_entries.c.data).where(kb_entries.c.status == "published",
+                                        kb_entries.c.valid == "1")
+    async with engine.connect() as conn:
+        rows = (await conn.execute(q)).all()
+    return [entry_adapter.validate_python(r.data) for r in rows]
+
+
+class Knowledge:
+    """Holds the current snapshot and keeps it fresh."""
+
+    def __init__(self, engine: AsyncEngine, poll_interval: float = 5.0) -> None:
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self._snapshot: Snapshot | None = None
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            raise RuntimeError("knowledge not loaded yet (call start())")
+        return self._snapshot
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Rebuild if the KB changed; True when a new snapshot was swapped in."""
+        async with self._lock:
+            fp = await kb_fingerprint(self.engine)
+            if not force and self._snapshot is not None and self._snapshot.fingerprint == fp:
+                return False
+            entries = await load_entries(self.engine)
+            snapshot = await asyncio.to_thread(build_snapshot, entries, fp)
+            self._snapshot = snapshot  # the atomic swap
+            return True
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.refresh()
+            except Exception:  # keep serving the old snapshot; try again next interval
+                log.exception("knowledge refresh failed; still serving the previous snapshot")
+
+    async def start(self) -> None:
+        await self.refresh(force=True)
+        if self.poll_interval > 0:
+            self._task = asyncio.create_task(self._poll(), name="knowledge-refresh")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

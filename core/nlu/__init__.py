@@ -1,0 +1,1 @@
+"""Language understanding: text analysis (jieba), the KB search index, intent classification."""
