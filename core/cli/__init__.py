@@ -8,6 +8,7 @@ import click
 
 from ..errors import BangbanError, ConfigError, ImportFailed
 from . import kb as _kb  # noqa: F401 - registers the kb group
+from . import bot as _bot  # noqa: F401 - registers ask, kb search, eval
 from . import server as _server  # noqa: F401 - registers serve, worker, db
 from .common import cli
 

@@ -13,6 +13,7 @@ intents (greet, thanks …) answer only when retrieval has nothing better.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, Field
 from ..kb.models import KbEntryBase
 from ..kb.richtext import html_to_text
 from ..knowledge import Snapshot
+from ..reference import load_matters
 from ..nlu.index import Hit
 from ..nlu.text import numbered_choice
 from ..config import BotSettings as BotPolicy
@@ -28,6 +30,9 @@ from .models import Action, AnswerMeta, Link, QuickReply
 
 #: longest plain-text answer before "详见链接" (text-only channels truncate anyway)
 MAX_TEXT = 900
+#: how far below a term a guide of the same matter may score and still be preferred
+GUIDE_OVER_TERM = 0.2
+_DEFINITION = re.compile(r"是什么|什么是|什么意思|啥意思|指什么|什么叫|何为|定义|含义|啥是")
 RESOLVED = [QuickReply(label="已解决", payload="resolved:yes"),
             QuickReply(label="未解决", payload="resolved:no")]
 HUMAN_REPLY = QuickReply(label="转人工帮办", payload="human")
@@ -96,6 +101,7 @@ class Bot:
         self._snapshot = snapshot
         self.policy = policy or BotPolicy()
         self._link_for = link_for or (lambda e: getattr(e, "source_url", None) or "")
+        self.matter_names = {m.code: m.name for m in load_matters().matters}
 
     # -- entry point --------------------------------------------------------------------------
     def respond(self, text: str, ctx: Context, payload: str | None = None) -> BotReply:
@@ -105,11 +111,13 @@ class Bot:
             reply = self._payload(payload, ctx, snap)
             if reply is not None:
                 return reply
-        choice = numbered_choice(text) if ctx.suggestions else None
-        if choice is not None and choice <= len(ctx.suggestions):
-            entry = snap.entry(ctx.suggestions[choice - 1])
-            if entry is not None:
-                return self._answer(entry, 1.0, ctx, snap, question=ctx.last_question)
+        choice = numbered_choice(text)
+        if choice is not None:
+            if choice <= len(ctx.suggestions):
+                entry = snap.entry(ctx.suggestions[choice - 1])
+                if entry is not None:
+                    return self._answer(entry, 1.0, ctx, snap, question=ctx.last_question)
+            return BotReply("system", "请直接输入您想咨询的问题，例如“居住证签注需要什么材料？”。")
         return self._understand(text, ctx, snap)
 
     def _payload(self, payload: str, ctx: Context, snap: Snapshot) -> BotReply | None:
@@ -137,9 +145,11 @@ class Bot:
         p = self.policy
         intent = snap.intents.classify(text)
         hits = snap.index.search(text, top=5)
-        if ctx.matter and (not hits or hits[0].score < p.midpoint + 0.25
-                           or ctx.matter in hits[0].matters):
-            boosted = snap.index.search(text, top=5,
+        if ctx.matter and not snap.index.names_a_matter(text):
+            # A follow-up ("那要带什么材料？") names no matter: read it as being about the
+            # conversation's matter, as a person would.
+            matter = self.matter_names.get(ctx.matter, "")
+            boosted = snap.index.search(f"{matter} {text}", top=5,
                                         boost=snap.index.boost_for(ctx.matter, p.context_boost))
             if boosted:
                 hits = boosted
@@ -171,8 +181,10 @@ class Bot:
         if len(close) > 1 and not shared:
             return self._clarify(close[:3], ctx, meta, snap)
         best = hits[0]
-        if best.type == "term":  # "居住证签注" alone: the how-to beats the definition
-            guide = next((h for h in close if h.type == "guide"), None)
+        if best.type == "term" and not _DEFINITION.search(text):
+            # "居住证签注怎么办": the how-to beats the definition unless a definition was asked
+            guide = next((h for h in hits if h.type == "guide" and set(h.matters) & set(
+                best.matters) and h.score >= best.score - GUIDE_OVER_TERM), None)
             best = guide or best
         return self._answer(snap.entries[best.entry_id], conf, ctx, snap, question=text,
                             meta=meta, hits=hits)

@@ -140,6 +140,15 @@ class KbIndex:
         char_rows = [analyzer.char_ngrams(t, expanded=True) for t in expanded] or [["\x00"]]
         self.words = _Bm25(word_rows)
         self.chars = _Bm25(char_rows)
+        # how many matters each word is used in: "材料" is everywhere, "签注" belongs to one
+        spread: dict[str, set[str]] = {}
+        for tokens, owner, is_body in zip(word_rows, owners, body, strict=False):
+            if is_body:  # answers mention neighbouring matters; titles and aliases do not
+                continue
+            for m in self.entries[owner].matters:
+                for t in tokens:
+                    spread.setdefault(t, set()).add(m)
+        self.word_spread = {t: len(ms) for t, ms in spread.items()}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -171,6 +180,17 @@ class KbIndex:
 
     def search(self, query: str, top: int = 5, boost: np.ndarray | None = None) -> list[Hit]:
         return self.search_many([query], top, [boost])[0]
+
+    def names_a_matter(self, query: str, generic_spread: int = 3) -> bool:
+        """Whether the query says what it is about (a word specific to few matters, or a word
+        the KB does not know) rather than only asking "what materials / how long"."""
+        for token in self.analyzer.words(query):
+            spread = self.word_spread.get(token)
+            if spread is None and token in self.words.vec.vocabulary_:
+                continue  # a KB word outside matter entries (hotlines, departments): neutral
+            if spread is None or spread < generic_spread:
+                return True
+        return False
 
     def boost_for(self, matter: str, factor: float) -> np.ndarray:
         """Per-entry multipliers favouring the entries of one matter."""

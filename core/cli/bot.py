@@ -1,0 +1,125 @@
+"""ask, kb search and eval: the bot and its retrieval from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..config import Settings
+from ..db import create_engine, upgrade
+from ..dialog.bot import Bot, Context
+from ..evaluation import evaluate_dialog, evaluate_retrieval, format_report, load_cases
+from ..knowledge import answerable, build_snapshot, load_entries
+from ..nlu.index import KbIndex
+from ..nlu.text import Analyzer
+from .common import cli, settings_options
+from .kb import kb
+
+
+def _entries(settings: Settings):
+    async def run():
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await load_entries(engine)
+        finally:
+            await engine.dispose()
+
+    entries = asyncio.run(run())
+    if not entries:
+        click.echo("note: the knowledge base is empty (import one with `bangban kb import`, "
+                   "or run `bangban serve` once to load the seed)", err=True)
+    return entries
+
+
+def _bot(settings: Settings) -> Bot:
+    snapshot = build_snapshot(_entries(settings))
+    return Bot(lambda: snapshot, settings.bot)
+
+
+@cli.command()
+@click.argument("text", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One line of JSON per question.")
+@click.option("--context/--no-context", default=False,
+              help="Treat the questions as one conversation (follow-ups, '2' picks).")
+@settings_options
+def ask(settings: Settings, text: tuple[str, ...], as_json: bool, context: bool) -> None:
+    """Ask 小申: each TEXT is one question; prints what the bot would do and say."""
+    bot = _bot(settings)
+    ctx = Context()
+    for question in text:
+        if not context:
+            ctx = Context()
+        reply = bot.respond(question, ctx)
+        if as_json:
+            click.echo(json.dumps({
+                "q": question, "action": reply.action, "matters": reply.meta.matters,
+                "entry_id": reply.meta.entry_id, "entry_type": reply.meta.entry_type,
+                "confidence": round(reply.meta.confidence, 4), "intent": reply.meta.intent,
+                "text": reply.text, "suggestions": reply.meta.suggestions,
+                "quick_replies": [q.label for q in reply.quick_replies],
+            }, ensure_ascii=False))
+        else:
+            head = f"[{reply.action}"
+            if reply.meta.entry_id:
+                head += f" {reply.meta.entry_id} {','.join(reply.meta.matters)}"
+            click.echo(f"> {question}\n{head} confidence={reply.meta.confidence:.2f}]\n"
+                       f"{reply.text}\n")
+
+
+@kb.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option("--top", default=5, show_default=True, help="How many entries to list.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@settings_options
+def kb_search(settings: Settings, query: tuple[str, ...], top: int, as_json: bool) -> None:
+    """Rank KB entries for QUERY (retrieval only, no dialog policy)."""
+    index = KbIndex(answerable(_entries(settings)), Analyzer())
+    hits = index.search(" ".join(query), top=top)
+    if as_json:
+        click.echo(json.dumps([{"entry_id": h.entry_id, "type": h.type, "score": round(h.score, 4),
+                                "matters": h.matters, "matched": h.row} for h in hits],
+                              ensure_ascii=False))
+        return
+    for rank, h in enumerate(hits, 1):
+        title = index.entries[h.index].display_title
+        click.echo(f"{rank}. {h.score:.3f}  {h.entry_id:<28} {h.type:<10} "
+                   f"{','.join(h.matters):<8} {title}")
+
+
+@cli.command("eval")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mode", type=click.Choice(["dialog", "retrieval"]), default="dialog",
+              show_default=True,
+              help="dialog: the whole bot policy; retrieval: ranking only (hit@1/hit@3).")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON (misses included).")
+@click.option("--misses", is_flag=True, help="List the questions it got wrong.")
+@settings_options
+def eval_cmd(settings: Settings, file: Path, mode: str, as_json: bool, misses: bool) -> None:
+    """Score the bot on FILE: JSONL {"q", "expect"} or TSV expect<TAB>question.
+
+    expect is a matter code (M01…), out_of_scope, human, unknown, or a KB entry id. Prints the
+    accuracy per expected class and per group, then overall (last line).
+    """
+    cases = load_cases(file)
+    start = time.perf_counter()
+    if mode == "retrieval":
+        index = KbIndex(answerable(_entries(settings)), Analyzer())
+        report = evaluate_retrieval(index, cases)
+    else:
+        report = evaluate_dialog(_bot(settings), cases)
+    if as_json:
+        data = report.as_dict()
+        data["seconds_total"] = round(time.perf_counter() - start, 3)
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    if misses:
+        for m in report.misses:
+            click.echo(f"MISS {m['expect']:<14} {m['got']:<40} {m['q']}", err=True)
+    click.echo(format_report(report))
+    sys.stdout.flush()
