@@ -57,8 +57,12 @@ class ChannelAdapter(ABC):
     async def start(self) -> None:
         """Acquire resources (HTTP sessions, background tasks). Called once at app start-up."""
 
+    async def shutdown(self) -> None:
+        """Close long-lived connections (websockets, long-polls) as the server begins to stop,
+        so it need not wait for them; ``stop`` follows once requests have finished."""
+
     async def stop(self) -> None:
-        """Release them. Called once at shutdown, in reverse order of start."""
+        """Release resources. Called once at shutdown, in reverse order of start."""
 
     @abstractmethod
     def render(self, out: Outbound) -> Any:

@@ -107,6 +107,14 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
         await hub.knowledge.stop()
 
 
+async def _shutdown_adapters(app: web.Application) -> None:
+    for adapter in app[HUB].adapters.values():
+        try:
+            await adapter.shutdown()
+        except Exception:
+            log.exception("adapter %s failed to shut down", adapter.name)
+
+
 def _link_for(hub: Hub):
     def link(entry) -> str:
         return getattr(entry, "source_url", None) or f"{hub.public_url}/kb/{entry.id}"
@@ -130,8 +138,11 @@ def create_app(settings: Settings, *, adapters: dict | None = None) -> web.Appli
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(core_ctx)
     app.add_routes(health_routes)
+    app.on_shutdown.append(_shutdown_adapters)
     for name, cls in (discover() if adapters is None else adapters).items():
         raw = settings.channels.get(name, {})
+        if raw.get("enabled", True) is False:
+            continue  # an installed but disabled channel must not need valid settings
         try:
             config = cls.config_model.model_validate(raw)
         except ValidationError as exc:

@@ -183,6 +183,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -279,7 +283,8 @@ def _describe(exc: ValidationError, origin: dict[tuple, str], default_source: st
         loc = tuple(str(p) for p in err["loc"])
         source = next(
             (origin[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in origin),
-            default_source,
+            # an unknown section set by BANGBAN_NOPE__X: the origin is recorded one level deeper
+            next((src for key, src in origin.items() if key[: len(loc)] == loc), default_source),
         )
         field = ".".join(loc) or "(top level)"
         msg = err["msg"]

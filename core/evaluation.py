@@ -49,7 +49,9 @@ def load_cases(path: Path) -> list[Case]:
         if jsonl:
             try:
                 obj = json.loads(line)
-                q, expect = str(obj["q"]), str(obj["expect"])
+                q, expect = obj["q"], obj["expect"]
+                if not (isinstance(q, str) and isinstance(expect, str)):
+                    raise TypeError("q and expect must be strings")
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise ValidationFailed(f"{where}: expected {{\"q\": …, \"expect\": …}} ({exc})") from None
         else:

@@ -9,6 +9,9 @@ made the change — so all processes converge within one poll interval.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -48,7 +51,27 @@ def answerable(entries: Sequence[KbEntryBase]) -> list[KbEntryBase]:
 
 
 def build_snapshot(entries: Sequence[KbEntryBase], fingerprint: tuple = ()) -> Snapshot:
+    """The bot's view of these entries. Identical KB content gives the same (immutable)
+    snapshot object from a small per-process cache: several apps in one process, or a
+    fingerprint change that left the published entries as they were, cost nothing."""
     entries = answerable(entries)
+    digest = hashlib.sha256(json.dumps([e.wire() for e in entries], ensure_ascii=False,
+                                       sort_keys=True).encode()).hexdigest()
+    cached = _CACHE.get(digest)
+    if cached is not None:
+        return dataclasses.replace(cached, fingerprint=fingerprint)
+    snapshot = _build(entries, fingerprint)
+    _CACHE[digest] = snapshot
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    return snapshot
+
+
+_CACHE: dict[str, Snapshot] = {}
+_CACHE_SIZE = 4
+
+
+def _build(entries: list[KbEntryBase], fingerprint: tuple) -> Snapshot:
     matters = load_matters()
     extra_words = [e.display_title for e in entries if e.type == "term"]
     extra_words += [m.name for m in matters.matters if len(m.name) <= 12]

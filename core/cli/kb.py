@@ -107,7 +107,8 @@ def kb_import(settings: Settings, paths: tuple[str, ...], replace: bool, skip_in
         click.echo(f"skipped {len(problems)} invalid or conflicting records:", err=True)
         for p in problems[:200]:
             click.echo(f"  {p}", err=True)
-    click.echo(f"imported {checked.records - checked.invalid_records} records: "
+    written = len(result.created) + len(result.updated) + len(result.unchanged)
+    click.echo(f"imported {written} records: "
                f"{len(result.created)} created, {len(result.updated)} updated, "
                f"{len(result.unchanged)} unchanged"
                + (f", {len(problems)} skipped" if problems else ""))

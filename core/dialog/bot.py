@@ -12,6 +12,7 @@ intents (greet, thanks …) answer only when retrieval has nothing better.
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Callable
@@ -44,6 +45,8 @@ class Context(BaseModel):
 
     matter: str | None = None
     suggestions: list[str] = Field(default_factory=list)
+    #: payloads of the last reply's quick replies, so "1"/"第二个" work on text-only channels
+    options: list[str] = Field(default_factory=list)
     last_entry: str | None = None
     last_question: str | None = None
     turns: int = 0
@@ -70,26 +73,31 @@ def calibrate(score: float, policy: BotPolicy) -> float:
 
 
 def answer_body(entry: KbEntryBase) -> str:
-    """The official wording (口径) of an entry, as sanitised HTML."""
-    t = entry.type
+    """The official wording (口径) of an entry, as sanitised HTML.
+
+    Rich-text fields are already sanitised; plain-text fields (names, phones, addresses) are
+    escaped here before they are put into HTML.
+    """
+    t, e = entry.type, html.escape
     if t == "faq":
         return entry.answer
     if t in ("guide", "policy_interpretation"):
         return entry.content
     if t == "term":
-        return f"<p><strong>{entry.term}</strong></p>{entry.explanation}"
+        return f"<p><strong>{e(entry.term)}</strong></p>{entry.explanation}"
     if t == "hotline":
-        parts = [f"<p><strong>{entry.unit_name}</strong>：{entry.phone}</p>"]
-        parts += [f"<p>{x}</p>" for x in (entry.description, entry.remark) if x]
+        parts = [f"<p><strong>{e(entry.unit_name)}</strong>：{e(entry.phone)}</p>"]
+        parts += [f"<p>{e(x)}</p>" for x in (entry.description, entry.remark) if x]
         return "".join(parts)
     if t == "department":
-        lines = [f"<p><strong>{entry.name}</strong></p>"]
+        lines = [f"<p><strong>{e(entry.name)}</strong></p>"]
         if entry.description:
-            lines.append(f"<p>{entry.description}</p>")
-        lines.append(f"<p>联系电话：{entry.phone}<br>地址：{entry.address}（{entry.postcode}）</p>")
+            lines.append(f"<p>{e(entry.description)}</p>")
+        lines.append(f"<p>联系电话：{e(entry.phone)}<br>地址：{e(entry.address)}"
+                     f"（{e(entry.postcode)}）</p>")
         return "".join(lines)
     if t == "policy_original":
-        return f"<p>《{entry.name}》（{entry.doc_number}）</p>{entry.body}"
+        return f"<p>《{e(entry.name)}》（{e(entry.doc_number)}）</p>{entry.body}"
     if t == "policy_project":
         return entry.guide
     return getattr(entry, "body", "") or ""
@@ -105,6 +113,11 @@ class Bot:
 
     # -- entry point --------------------------------------------------------------------------
     def respond(self, text: str, ctx: Context, payload: str | None = None) -> BotReply:
+        reply = self._respond(text, ctx, payload)
+        ctx.options = [q.payload for q in reply.quick_replies]
+        return reply
+
+    def _respond(self, text: str, ctx: Context, payload: str | None) -> BotReply:
         snap = self._snapshot()
         ctx.turns += 1
         if payload:
@@ -113,10 +126,12 @@ class Bot:
                 return reply
         choice = numbered_choice(text)
         if choice is not None:
-            if choice <= len(ctx.suggestions):
-                entry = snap.entry(ctx.suggestions[choice - 1])
-                if entry is not None:
-                    return self._answer(entry, 1.0, ctx, snap, question=ctx.last_question)
+            # a number picks from the options the last reply offered (a clarification's
+            # questions, 已解决/未解决, 转人工 …): text-only channels show them as a menu
+            if choice <= len(ctx.options):
+                reply = self._payload(ctx.options[choice - 1], ctx, snap)
+                if reply is not None:
+                    return reply
             return BotReply("system", "请直接输入您想咨询的问题，例如“居住证签注需要什么材料？”。")
         return self._understand(text, ctx, snap)
 
@@ -167,7 +182,8 @@ class Bot:
             oos = snap.intents.out_of_scope(intent.category)
             return BotReply("out_of_scope", oos["reply"], links=[HOTLINE_LINK], meta=meta)
         if intent.intent in ("greet", "thanks", "goodbye", "smalltalk", "feedback") and (
-            intent.confidence >= p.intent_confidence and conf < p.answer_confidence
+            intent.confidence >= p.intent_confidence
+            and (conf < p.answer_confidence or not snap.index.names_a_matter(text))
         ):
             action: Action = "smalltalk" if intent.intent == "smalltalk" else intent.intent
             return BotReply(action, snap.intents.reply(intent.intent, ctx.turns) or "您好！",
@@ -224,13 +240,12 @@ class Bot:
                  ) -> BotReply:
         ctx.suggestions = [h.entry_id for h in hits]
         labels = [snap.entries[h.entry_id].display_title for h in hits]
-        lines = "\n".join(f"{i}. {label}" for i, label in enumerate(labels, 1))
         # the matters of the best guess, so `ask --json` and eval read one answer's matters
         meta = meta.model_copy(update={"suggestions": ctx.suggestions, "matters": hits[0].matters,
                                        "entry_id": hits[0].entry_id,
                                        "entry_type": hits[0].type})
         return BotReply(
-            "clarify", f"您想问的是以下哪一个问题？\n{lines}",
+            "clarify", "您想问的是以下哪一个问题？",
             quick_replies=[QuickReply(label=label[:60], payload=f"pick:{h.entry_id}")
                            for label, h in zip(labels, hits, strict=True)],
             meta=meta)

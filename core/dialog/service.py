@@ -117,7 +117,7 @@ class DialogService:
             "body": {k: v for k, v in {
                 "payload": inbound.payload,
                 "attachments": [a.model_dump() for a in inbound.attachments],
-                "meta": inbound.meta or None,
+                "channel_meta": inbound.meta or None,
             }.items() if v},
         }
         if conv.status in ("queued", "agent"):

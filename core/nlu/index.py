@@ -185,9 +185,9 @@ class KbIndex:
         """Whether the query says what it is about (a word specific to few matters, or a word
         the KB does not know) rather than only asking "what materials / how long"."""
         for token in self.analyzer.words(query):
+            # a word no matter's questions use (unknown, or only in answers and help entries)
+            # is specific too: "护照" after a 出生 question is a new topic, not a follow-up
             spread = self.word_spread.get(token)
-            if spread is None and token in self.words.vec.vocabulary_:
-                continue  # a KB word outside matter entries (hotlines, departments): neutral
             if spread is None or spread < generic_spread:
                 return True
         return False

@@ -1,0 +1,181 @@
+"""The OpenAPI 3.1 document of the 随申办 APP API, generated from the pydantic models.
+
+Served at ``GET /api/openapi.json`` and checked in as ``docs/openapi.json``; regenerate it with
+
+    python -m adapters.app.openapi > docs/openapi.json
+
+(a test fails when the checked-in copy differs from what the code generates).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from functools import lru_cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from core import __version__
+
+from . import signing
+from .adapter import PREFIX
+from .models import (
+    ErrorBody, PollQuery, PollResponse, QuickReplyMessage, SendResponse, TextMessage,
+    WsClientFrame, WsServerFrame,
+)
+
+REF = "#/components/schemas/{model}"
+
+SIGNING = """Every request is signed with the app's key (HMAC-SHA256) and carries four headers:
+`X-Bangban-App` (the app id), `X-Bangban-Timestamp` (unix seconds, within ±300 s of the
+server's clock by default), `X-Bangban-Nonce` (16-64 characters from `A-Z a-z 0-9 . _ ~ -`,
+never reused) and `X-Bangban-Signature`, the lower-case hex HMAC-SHA256 of
+
+    METHOD + "\\n" + PATH + "\\n" + TIMESTAMP + "\\n" + NONCE + "\\n" + HEX(SHA256(BODY))
+
+where PATH is the request target exactly as sent (path and query string, percent-encoded,
+parameters in the order sent) and BODY the exact body bytes (empty for GET). A request that
+fails any check is refused with 401 and a reason. `adapters/app/signing.py` is a reference
+implementation (standard library only).
+
+Users are namespaced by app: the same `user` under two apps is two different citizens."""
+
+#: the error statuses each kind of operation can answer with, and why
+_ERRORS = {
+    "400": "Malformed JSON (or not a websocket upgrade, for /ws).",
+    "401": "Not signed, unknown app, bad signature, timestamp outside the replay window, "
+           "or nonce already used.",
+    "413": "The body is larger than the configured limit.",
+    "422": "The body or query failed validation: `problems` lists each field and reason.",
+    "429": "Too many messages from this user; retry after `Retry-After` seconds.",
+}
+
+
+def _schemas() -> tuple[dict[tuple, dict], dict[str, Any]]:
+    models = [(TextMessage, "validation"), (QuickReplyMessage, "validation"),
+              (WsClientFrame, "validation"), (PollQuery, "validation"),
+              (SendResponse, "serialization"), (PollResponse, "serialization"),
+              (ErrorBody, "serialization"), (WsServerFrame, "serialization")]
+    refs, top = models_json_schema(models, ref_template=REF)
+    return refs, top.get("$defs", {})
+
+
+def _query_parameters(schemas: dict[str, Any], *, skip: tuple[str, ...] = ()) -> list[dict]:
+    """PollQuery's fields as OpenAPI query parameters (null variants dropped)."""
+    model = schemas["PollQuery"]
+    params = []
+    for name, prop in model["properties"].items():
+        if name in skip:
+            continue
+        prop = copy.deepcopy(prop)
+        prop.pop("title", None)
+        description = prop.pop("description", None)
+        variants = [v for v in prop.pop("anyOf", []) if v.get("type") != "null"]
+        if variants:
+            prop.update(variants[0])
+        if prop.get("default", 0) is None:
+            prop.pop("default")
+        param = {"name": name, "in": "query", "required": name in model.get("required", []),
+                 "schema": prop}
+        if description:
+            param["description"] = description
+        params.append(param)
+    return params
+
+
+def _json(ref: dict) -> dict:
+    return {"application/json": {"schema": ref}}
+
+
+def _responses(ok: dict, *errors: str) -> dict:
+    responses = dict(ok)
+    for status in errors:
+        responses[status] = {"$ref": f"#/components/responses/Error{status}"}
+    return responses
+
+
+@lru_cache(maxsize=1)
+def _document() -> dict[str, Any]:
+    refs, schemas = _schemas()
+    ref = {model.__name__: r for (model, _mode), r in refs.items()}
+    error_ref = ref["ErrorBody"]
+    responses = {}
+    for status, why in _ERRORS.items():
+        responses[f"Error{status}"] = {"description": why, "content": _json(error_ref)}
+    responses["Error429"]["headers"] = {"Retry-After": {
+        "description": "Seconds until the user may send again.",
+        "schema": {"type": "integer", "minimum": 0}}}
+    schemes = {
+        "BangbanApp": signing.HEADER_APP, "BangbanTimestamp": signing.HEADER_TIMESTAMP,
+        "BangbanNonce": signing.HEADER_NONCE, "BangbanSignature": signing.HEADER_SIGNATURE,
+    }
+    security_schemes = {
+        name: {"type": "apiKey", "in": "header", "name": header,
+               "description": f"`{header}`: one of the four headers of the request signature "
+                              "(see the API description)."}
+        for name, header in schemes.items()
+    }
+    send = {
+        "operationId": "sendMessage",
+        "summary": "Send the citizen's message; get the bot's replies",
+        "description": "A text (`text`) or a tapped quick reply (`payload` + `label`). With "
+                       "`msg_id`, a retry of the same message is recognised: it answers "
+                       "`duplicate: true` and no replies (read them with GET).",
+        "requestBody": {"required": True, "content": _json(
+            {"oneOf": [ref["TextMessage"], ref["QuickReplyMessage"]]})},
+        "responses": _responses({"200": {"description": "The message was taken; the replies.",
+                                         "content": _json(ref["SendResponse"])}},
+                                "400", "401", "413", "422", "429"),
+    }
+    poll = {
+        "operationId": "pollMessages",
+        "summary": "Read (long-poll) the conversation's messages after a sequence number",
+        "description": "Returns the stored messages with `seq` > `after` at once if there are "
+                       "any; otherwise waits up to `wait` seconds (at most the server's "
+                       "long-poll limit) for one, and answers an empty list if none comes. "
+                       "Unknown or repeated query parameters are refused (422).",
+        "parameters": _query_parameters(schemas),
+        "responses": _responses({"200": {"description": "Messages in sequence order.",
+                                         "content": _json(ref["PollResponse"])}},
+                                "401", "413", "422"),
+    }
+    ws = {
+        "operationId": "openWebsocket",
+        "summary": "Websocket: receive every message in order, send texts",
+        "description": "Signed like every request (empty body). The server sends "
+                       "`WsServerFrame`s: `{type: message, message}` in sequence order from "
+                       "`after`, and `{type: error, error, reason}` for a refused frame. The "
+                       "client sends `WsClientFrame`s: `{type: send, text}` or "
+                       "`{type: send, payload, label}`.",
+        "parameters": _query_parameters(schemas, skip=("wait",)),
+        "responses": _responses({"101": {"description": "Switching to the websocket."}},
+                                "400", "401", "422"),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Bangban 随申办 APP API", "version": __version__,
+                 "description": SIGNING,
+                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "paths": {
+            f"{PREFIX}/messages": {"post": send, "get": poll},
+            f"{PREFIX}/ws": {"get": ws},
+        },
+        "components": {"schemas": schemas, "responses": responses,
+                       "securitySchemes": security_schemes},
+        "security": [{name: [] for name in schemes}],
+    }
+
+
+def document() -> dict[str, Any]:
+    """A fresh copy of the OpenAPI document."""
+    return copy.deepcopy(_document())
+
+
+def render() -> str:
+    return json.dumps(document(), ensure_ascii=False, indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.buffer.write(render().encode("utf-8"))

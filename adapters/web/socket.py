@@ -1,0 +1,235 @@
+"""The widget's websocket (``/channels/web/ws``).
+
+Frames in (JSON text):
+
+- ``{"type": "message", "text": "…", "id"?: "…"}`` — typed text (``id``, optional, makes a
+  resend after a reconnect idempotent);
+- ``{"type": "quick_reply", "payload": "…", "label": "…"}`` — a tapped button;
+- ``{"type": "resume", "after": N, "conversation"?: "c…"}`` — replay, from SQL, every message
+  of the current conversation after seq N (all of it when ``conversation`` is not the current
+  one).
+
+Frames out: ``{"type": "hello", "token", "conversation_id", "history": [...], "max_length"}``
+first (``?history=0`` leaves the history out, for a reconnect that resumes instead), then
+``{"type": "message", "message": {...}}``, ``{"type": "typing"}`` while the bot works, and
+``{"type": "error", "code", "reason"}`` — a bad frame is answered, never a disconnect.
+
+A citizen's own message and the replies are sent on the socket that sent it as soon as they
+are stored, and arrive again through ``push`` (the bus fans every stored message out to every
+process, for the citizen's other tabs): each socket remembers which seqs it has sent and skips
+them, so nothing is shown twice and nothing waits for the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from core.dialog.models import Inbound, Outbound
+
+if TYPE_CHECKING:
+    from .adapter import WebAdapter
+
+log = logging.getLogger(__name__)
+
+#: a frame larger than this closes the socket (1009); the message-length limit is far below it
+MAX_FRAME_BYTES = 64 * 1024
+HEARTBEAT_S = 30.0
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+
+MALFORMED = ("malformed", "消息格式不正确，请刷新页面后重试")
+UNSUPPORTED = ("unsupported", "暂不支持此类消息")
+EMPTY = ("empty", "请输入您要咨询的问题")
+BAD_CHOICE = ("bad_choice", "该选项无效，请直接输入您的问题")
+RATE_LIMITED = ("rate_limited", "发送太频繁，请稍后再试")
+BUSY = ("busy", "系统繁忙，请稍后再试")
+
+
+class Connection:
+    """One open widget socket: what it has been sent, and a lock keeping its frames in order."""
+
+    def __init__(self, adapter: WebAdapter, ws: web.WebSocketResponse, uid: str) -> None:
+        self.adapter = adapter
+        self.hub = adapter.hub
+        self.ws = ws
+        self.uid = uid
+        self.conversation: str | None = None
+        self.sent: set[int] = set()
+        self._lock = asyncio.Lock()
+
+    # -- sending ------------------------------------------------------------------------------
+    async def send(self, frame: dict[str, Any]) -> bool:
+        if self.ws.closed:
+            return False
+        try:
+            await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
+        except (ConnectionError, RuntimeError):  # the peer went away mid-send
+            return False
+        return True
+
+    async def error(self, what: tuple[str, str]) -> None:
+        await self.send({"type": "error", "code": what[0], "reason": what[1]})
+
+    def _fresh(self, out: Outbound) -> bool | None:
+        """True if ``out`` was not yet sent here (and marks it); None if it belongs to an
+        older conversation than the one this socket shows."""
+        conv = out.conversation_id
+        if conv != self.conversation:
+            if self.conversation is not None and conv < self.conversation:
+                return None  # ids are time-ordered
+            self.conversation, self.sent = conv, set()
+        if out.seq in self.sent:
+            return False
+        self.sent.add(out.seq)
+        return True
+
+    async def deliver(self, outs: Iterable[Outbound], *, replay: bool = False) -> None:
+        """Send messages in seq order, skipping those sent before (unless replaying)."""
+        async with self._lock:
+            for out in sorted(outs, key=lambda o: (o.conversation_id, o.seq)):
+                fresh = self._fresh(out)
+                if fresh or (replay and fresh is not None):
+                    await self.send({"type": "message", "message": self.adapter.render(out)})
+
+    async def close(self) -> None:
+        if not self.ws.closed:
+            await self.ws.close(code=1001, message=b"server restarting")
+
+    # -- the conversation ---------------------------------------------------------------------
+    async def _history(self, after: int = 0) -> tuple[str | None, list[Outbound]]:
+        """The current conversation after ``after``, at most history_limit (the latest)."""
+        conv_id, outs = await self.hub.history(self.adapter.name, self.uid, after=after)
+        page = outs
+        while len(page) >= 200:  # the store pages by 200
+            _, page = await self.hub.history(self.adapter.name, self.uid, after=page[-1].seq)
+            outs.extend(page)
+        return conv_id, outs[-self.adapter.config.history_limit:]
+
+    async def hello(self, query) -> None:
+        history: list[Outbound] = []
+        conv_id = None
+        if query.get("history") != "0":
+            conv_id, history = await self._history()
+        async with self._lock:
+            for out in history:
+                self._fresh(out)
+            await self.send({
+                "type": "hello", "token": self.adapter.token_for(self.uid),
+                "conversation_id": conv_id,
+                "history": [self.adapter.render(o) for o in history],
+                "max_length": self.adapter.config.max_message_length,
+            })
+
+    async def on_text(self, data: str) -> None:
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            return await self.error(MALFORMED)
+        if not isinstance(frame, dict):
+            return await self.error(MALFORMED)
+        kind = frame.get("type")
+        if kind == "resume":
+            return await self._resume(frame)
+        if kind == "message":
+            inbound = self._text(frame)
+        elif kind == "quick_reply":
+            inbound = self._quick_reply(frame)
+        else:
+            return await self.error(UNSUPPORTED)
+        if isinstance(inbound, tuple):
+            return await self.error(inbound)
+        if not await self.adapter.allow_message(self.uid):
+            return await self.error(RATE_LIMITED)
+        await self._handle(inbound)
+
+    def _text(self, frame: dict) -> Inbound | tuple[str, str]:
+        text = frame.get("text")
+        if not isinstance(text, str):
+            return MALFORMED
+        text = text.strip()
+        if not text:
+            return EMPTY
+        limit = self.adapter.config.max_message_length
+        if len(text) > limit:
+            return ("too_long", f"消息过长，请控制在{limit}字以内")
+        client_id = frame.get("id")
+        if client_id is not None and not (isinstance(client_id, str)
+                                          and _CLIENT_ID.match(client_id)):
+            return MALFORMED
+        return self._inbound(kind="text", text=text,
+                             msg_id=f"{self.uid}:{client_id}" if client_id else None)
+
+    def _quick_reply(self, frame: dict) -> Inbound | tuple[str, str]:
+        payload, label = frame.get("payload"), frame.get("label")
+        if not (isinstance(payload, str) and isinstance(label, str)
+                and 0 < len(payload) <= 200 and 0 < len(label.strip()) <= 60):
+            return BAD_CHOICE
+        return self._inbound(kind="quick_reply", text=label.strip(), payload=payload)
+
+    def _inbound(self, **fields: Any) -> Inbound | tuple[str, str]:
+        try:
+            return Inbound(channel=self.adapter.name, channel_user=self.uid, **fields)
+        except ValidationError:
+            return MALFORMED
+
+    async def _handle(self, inbound: Inbound) -> None:
+        await self.send({"type": "typing"})
+        result = await self.hub.handle(inbound)
+        if result.duplicate:
+            return
+        # the citizen's own message (with its stored id) and the replies, from the record
+        _, outs = await self.hub.history(self.adapter.name, self.uid, after=result.seq - 1)
+        await self.deliver(outs)
+
+    async def _resume(self, frame: dict) -> None:
+        after, conv = frame.get("after", 0), frame.get("conversation")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0 or (
+                conv is not None and not isinstance(conv, str)):
+            return await self.error(MALFORMED)
+        current, outs = await self._history(after)
+        if conv is not None and conv != current and after > 0:
+            # a new conversation began since: all of it is missing
+            _, outs = await self._history(0)
+        await self.deliver(outs, replay=True)
+
+
+def handler(adapter: WebAdapter):
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        if not adapter.origin_allowed(request):
+            raise web.HTTPForbidden(text="origin not allowed")
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME_BYTES)
+        uid = adapter.uid_from_cookie(request)
+        if uid is None:
+            uid = adapter.uid_from_token(request.query.get("token")) or adapter.new_uid()
+            adapter.set_cookie(request, ws, uid)
+        await ws.prepare(request)
+        conn = Connection(adapter, ws, uid)
+        adapter.register(conn)
+        try:
+            try:
+                await conn.hello(request.query)
+            except Exception:  # storage down: the widget retries with back-off
+                log.exception("web: could not greet a websocket")
+                await ws.close(code=1011, message=b"try again later")
+                return ws
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    try:
+                        await conn.on_text(msg.data)
+                    except Exception:  # e.g. Redis unreachable: say so, keep the socket
+                        log.exception("web: a frame failed")
+                        await conn.error(BUSY)
+                elif msg.type == WSMsgType.BINARY:
+                    await conn.error(UNSUPPORTED)
+        finally:
+            adapter.unregister(conn)
+        return ws
+
+    return websocket

@@ -1,0 +1,113 @@
+"""A real app (database, Redis, bus) with only the APP channel, and a signing test client.
+
+Building the bot's knowledge snapshot takes ~10 s per app start (jieba and the intent model),
+so one snapshot per distinct KB content is built once per session and reused; every test still
+gets its own fresh database, Redis and running service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from yarl import URL
+
+import core.knowledge as knowledge
+from adapters.app import AppAdapter
+from adapters.app.signing import sign_request
+from core.app import create_app
+from core.config import Settings
+from core.kb.seed import load_seed_if_empty
+from core.kb.store import KbStore
+
+APP_A, KEY_A = "gov-app", "k" * 16 + "A-0123456789abcdef"
+APP_B, KEY_B = "partner-app", "z" * 16 + "B-0123456789abcdef"
+KEYS = {APP_A: KEY_A, APP_B: KEY_B}
+MESSAGES = "/api/app/v1/messages"
+
+_SNAPSHOTS: dict[str, knowledge.Snapshot] = {}
+_build_snapshot = knowledge.build_snapshot
+
+
+def _cached_build(entries, fingerprint: tuple = ()) -> knowledge.Snapshot:
+    digest = hashlib.sha256("\n".join(sorted(e.model_dump_json() for e in entries)).encode())
+    key = digest.hexdigest()
+    if key not in _SNAPSHOTS:
+        _SNAPSHOTS[key] = _build_snapshot(entries, fingerprint)
+    return dataclasses.replace(_SNAPSHOTS[key], fingerprint=fingerprint)
+
+
+@pytest.fixture(autouse=True)
+def fast_knowledge(monkeypatch):
+    monkeypatch.setattr(knowledge, "build_snapshot", _cached_build)
+
+
+def with_app_channel(settings: Settings, **extra: Any) -> Settings:
+    channel = {"enabled": True, "apps": dict(KEYS), **extra}
+    return settings.model_copy(update={"channels": {**settings.channels, "app": channel}})
+
+
+class Signed:
+    """Sends requests signed as one app (or deliberately wrong, for the refusal tests)."""
+
+    def __init__(self, client, app_id: str = APP_A, key: str | None = None) -> None:
+        self.client = client
+        self.app_id = app_id
+        self.key = key or KEYS.get(app_id, "x" * 32)
+
+    def headers(self, method: str, path: str, body: bytes = b"", **kw: Any) -> dict[str, str]:
+        return sign_request(self.app_id, self.key, method, path, body, **kw)
+
+    async def post(self, data: Any, *, path: str = MESSAGES, **kw: Any):
+        body = data if isinstance(data, bytes) else json.dumps(data, ensure_ascii=False).encode()
+        headers = {**self.headers("POST", path, body, **kw), "Content-Type": "application/json"}
+        return await self.client.post(URL(path, encoded=True), data=body, headers=headers)
+
+    async def get(self, path: str, **kw: Any):
+        # encoded=True: send the target as signed (yarl would otherwise normalise %3A to ":")
+        return await self.client.get(URL(path, encoded=True),
+                                     headers=self.headers("GET", path, **kw))
+
+    async def send(self, user: str, text: str) -> dict:
+        resp = await self.post({"user": user, "text": text})
+        body = await resp.json()
+        assert resp.status == 200, body
+        return body
+
+    async def poll(self, user: str, after: int = 0, wait: float = 0, **query: str) -> dict:
+        extra = "".join(f"&{k}={v}" for k, v in query.items())
+        resp = await self.get(f"{MESSAGES}?user={user}&after={after}&wait={wait}{extra}")
+        body = await resp.json()
+        assert resp.status == 200, body
+        return body
+
+
+@pytest.fixture
+def app_settings(settings) -> Settings:
+    return with_app_channel(settings)
+
+
+@pytest.fixture
+async def app_client(aiohttp_client, app_settings, engine, redis):
+    """The application with the APP channel only (not every installed adapter)."""
+    return await aiohttp_client(create_app(app_settings, adapters={"app": AppAdapter}))
+
+
+@pytest.fixture
+async def seeded(engine, settings) -> None:
+    """The seed KB, loaded before the app starts (the bot reads it at start-up)."""
+    await load_seed_if_empty(KbStore(engine), settings.kb_seed_dir)
+
+
+@pytest.fixture
+def api(app_client) -> Signed:
+    return Signed(app_client)
+
+
+@pytest.fixture
+async def seeded_api(seeded, aiohttp_client, app_settings, engine, redis) -> Signed:
+    """``api`` on an app started after the seed KB was loaded."""
+    return Signed(await aiohttp_client(create_app(app_settings, adapters={"app": AppAdapter})))

@@ -1,0 +1,140 @@
+"""`bangban ask`, `bangban kb search` and `bangban eval` through the installed console script,
+on a knowledge base loaded with the shipped seed the way an operator would load it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Store, ok, output
+from tests.conftest import REPO, TEST_DATABASE_URL, fresh_database_url
+
+DEVSET = REPO / "tests" / "data" / "devset.tsv"
+ASK_KEYS = {"action", "matters", "entry_id", "entry_type", "confidence", "text", "suggestions"}
+PERCENT = re.compile(r"\d+(?:\.\d+)?%")
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory, request) -> Store:
+    """One store with the seed KB imported by `bangban kb import config/kb`, for the module."""
+    tmp = tmp_path_factory.mktemp("bot-cli")
+    env: dict[str, str] = {}
+    drop = None
+    if TEST_DATABASE_URL:
+        url, drop = fresh_database_url(tmp)
+        env = {"BANGBAN_DATABASE_URL": url,
+               "BANGBAN_REDIS_URL": request.getfixturevalue("redis_url")}
+    store = Store(data_dir=tmp / "data", cwd=tmp, env=env)
+    result = ok(store("kb", "import", REPO / "config" / "kb", "--actor", "test"))
+    assert re.search(r"imported \d+ records", result.stdout), output(result)
+    yield store
+    if drop:
+        drop()
+
+
+def json_lines(result) -> list[dict]:
+    ok(result)
+    lines = result.stdout.splitlines()
+    try:
+        return [json.loads(line) for line in lines]
+    except json.JSONDecodeError:
+        raise AssertionError(f"stdout is not one JSON object per line\n{output(result)}") from None
+
+
+# -- ask --------------------------------------------------------------------------------------
+
+
+def test_ask_json_prints_one_line_per_question(seeded):
+    tax, lawsuit, number = json_lines(seeded("ask", "--json", "个税清单怎么开", "我要起诉房东", "2"))
+    for line in (tax, lawsuit, number):
+        assert ASK_KEYS <= line.keys(), line
+        assert 0 <= line["confidence"] <= 1
+        assert isinstance(line["matters"], list) and isinstance(line["suggestions"], list)
+        assert line["text"]
+    assert tax["action"] == "answer" and "M34" in tax["matters"], tax
+    assert tax["entry_id"] == "M34-faq-01" and tax["entry_type"] == "faq"
+    assert "个人所得税纳税记录" in tax["text"] and "<p>" not in tax["text"]
+    assert lawsuit["action"] == "out_of_scope" and lawsuit["entry_id"] is None, lawsuit
+    assert "12368" in lawsuit["text"]
+    # without --context every question is a conversation of its own: nothing to pick
+    assert number["action"] == "system" and number["entry_id"] is None, number
+
+
+def test_ask_with_context_lets_a_number_pick_an_offered_choice(seeded):
+    offer, picked = json_lines(seeded("ask", "--json", "--context", "地址变更", "2"))
+    assert offer["action"] == "clarify" and len(offer["suggestions"]) == 3, offer
+    assert picked["action"] == "answer", picked
+    assert picked["entry_id"] == offer["suggestions"][1]
+
+
+def test_ask_without_json_shows_the_action_and_the_answer(seeded):
+    result = ok(seeded("ask", "个税清单怎么开"))
+    assert "> 个税清单怎么开" in result.stdout
+    assert "[answer M34-faq-01 M34" in result.stdout
+    assert "个人所得税纳税记录" in result.stdout
+
+
+# -- kb search --------------------------------------------------------------------------------
+
+
+def test_kb_search_ranks_the_matter_first_with_descending_scores(seeded):
+    result = ok(seeded("kb", "search", "--json", "--top", "3", "居住证签注"))
+    hits = json.loads(result.stdout)
+    assert len(hits) == 3
+    assert "M03" in hits[0]["matters"] and hits[0]["entry_id"].startswith("M03-"), hits
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    assert all({"entry_id", "type", "score", "matters"} <= h.keys() for h in hits)
+
+
+# -- eval -------------------------------------------------------------------------------------
+
+
+def test_eval_ends_with_the_overall_score(seeded):
+    result = ok(seeded("eval", DEVSET))
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("overall"), output(result)
+    assert "/365" in last and PERCENT.search(last), last
+    # per class and per group before it
+    assert re.search(r"^M03\s+\d+/8\s", result.stdout, re.M), output(result)
+    assert re.search(r"^\[out_of_scope\]", result.stdout, re.M)
+
+
+def test_eval_retrieval_mode_reports_hit_at_3(seeded):
+    result = ok(seeded("eval", DEVSET, "--mode", "retrieval"))
+    lines = result.stdout.strip().splitlines()
+    [hit3] = [line for line in lines if line.startswith("hit@3")]
+    assert "/365" in hit3 and PERCENT.search(hit3), hit3
+    assert lines[-1].startswith("overall")
+
+
+def test_eval_json_is_parseable_and_consistent(seeded):
+    result = ok(seeded("eval", DEVSET, "--json"))
+    report = json.loads(result.stdout)
+    assert report["mode"] == "dialog" and report["total"] == 365
+    assert report["accuracy"] == round(report["correct"] / report["total"], 4)
+    assert len(report["misses"]) == report["total"] - report["correct"]
+    assert sum(c["total"] for c in report["by_class"].values()) == 365
+    assert all(m["where"].startswith(str(DEVSET) + ":") for m in report["misses"])
+
+
+@pytest.mark.parametrize(("name", "text", "line"), [
+    ("bad.tsv", "# dev set\nM03\t居住证续签\nM03 居住证续签\n", 3),
+    ("bad.jsonl", '{"q": "居住证续签", "expect": "M03"}\n{"q": "签注"\n', 2),
+])
+def test_eval_refuses_a_malformed_file_naming_file_and_line(seeded, tmp_path, name, text, line):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    result = seeded("eval", path)
+    assert result.returncode != 0, output(result)
+    assert f"{path}:{line}" in result.stderr, output(result)
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_of_a_missing_file_fails(seeded, tmp_path):
+    result = seeded("eval", tmp_path / "nope.tsv")
+    assert result.returncode != 0 and "nope.tsv" in result.stderr, output(result)
+    assert "Traceback" not in result.stderr
