@@ -31,6 +31,8 @@ from .models import Action, AnswerMeta, Link, QuickReply
 
 #: longest plain-text answer before "详见链接" (text-only channels truncate anyway)
 MAX_TEXT = 900
+#: a short message the intent model is this sure is social ("小申你好") is not a question
+SURE_SOCIAL, SHORT_SOCIAL = 0.8, 10
 #: how far below a term a guide of the same matter may score and still be preferred
 GUIDE_OVER_TERM = 0.2
 _DEFINITION = re.compile(r"是什么|什么是|什么意思|啥意思|指什么|什么叫|何为|定义|含义|啥是")
@@ -183,7 +185,8 @@ class Bot:
             return BotReply("out_of_scope", oos["reply"], links=[HOTLINE_LINK], meta=meta)
         if intent.intent in ("greet", "thanks", "goodbye", "smalltalk", "feedback") and (
             intent.confidence >= p.intent_confidence
-            and (conf < p.answer_confidence or not snap.index.names_a_matter(text))
+            and (conf < p.answer_confidence or not snap.index.names_a_matter(text)
+                 or (intent.confidence >= SURE_SOCIAL and len(text) <= SHORT_SOCIAL))
         ):
             action: Action = "smalltalk" if intent.intent == "smalltalk" else intent.intent
             return BotReply(action, snap.intents.reply(intent.intent, ctx.turns) or "您好！",

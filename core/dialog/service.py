@@ -104,12 +104,22 @@ class DialogService:
 
     # -- the one entry point ------------------------------------------------------------------
     async def handle(self, inbound: Inbound) -> HandleResult:
-        if inbound.msg_id and not await self.redis.set(
-            f"{self.prefix}dedup:{inbound.channel}:{inbound.msg_id}", 1, nx=True, ex=DEDUP_TTL_S
-        ):
+        dedup_key = f"{self.prefix}dedup:{inbound.channel}:{inbound.msg_id}"
+        if inbound.msg_id and not await self.redis.set(dedup_key, 1, nx=True, ex=DEDUP_TTL_S):
             conv = await self.conversations.current(inbound.channel, inbound.channel_user)
             return HandleResult(conv.id, 0, duplicate=True)
+        try:
+            return await self._handle(inbound)
+        except BaseException:
+            # not processed: the platform's retry must be handled, not dropped as a duplicate
+            if inbound.msg_id:
+                try:
+                    await self.redis.delete(dedup_key)
+                except Exception:
+                    log.warning("could not release the de-duplication key %s", dedup_key)
+            raise
 
+    async def _handle(self, inbound: Inbound) -> HandleResult:
         conv = await self.conversations.current(inbound.channel, inbound.channel_user)
         citizen_item = {
             "sender": "citizen", "kind": inbound.kind, "action": None, "text": inbound.text,
