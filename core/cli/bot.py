@@ -12,16 +12,16 @@ import click
 
 from ..config import Settings
 from ..db import create_engine, upgrade
-from ..dialog.bot import Bot, Context
-from ..evaluation import evaluate_dialog, evaluate_retrieval, format_report, load_cases
-from ..knowledge import answerable, build_snapshot, load_entries
-from ..nlu.index import KbIndex
-from ..nlu.text import Analyzer
 from .common import cli, settings_options
 from .kb import kb
 
+# The NLU stack (jieba, scikit-learn) is imported inside the commands that use it, so that
+# `bangban --help` and the storage commands start in a fraction of a second.
+
 
 def _entries(settings: Settings):
+    from ..knowledge import load_entries
+
     async def run():
         engine = create_engine(settings.database_url)
         try:
@@ -37,7 +37,10 @@ def _entries(settings: Settings):
     return entries
 
 
-def _bot(settings: Settings) -> Bot:
+def _bot(settings: Settings):
+    from ..dialog.bot import Bot
+    from ..knowledge import build_snapshot
+
     snapshot = build_snapshot(_entries(settings))
     return Bot(lambda: snapshot, settings.bot)
 
@@ -50,6 +53,8 @@ def _bot(settings: Settings) -> Bot:
 @settings_options
 def ask(settings: Settings, text: tuple[str, ...], as_json: bool, context: bool) -> None:
     """Ask 小申: each TEXT is one question; prints what the bot would do and say."""
+    from ..dialog.bot import Context
+
     bot = _bot(settings)
     ctx = Context()
     for question in text:
@@ -79,6 +84,10 @@ def ask(settings: Settings, text: tuple[str, ...], as_json: bool, context: bool)
 @settings_options
 def kb_search(settings: Settings, query: tuple[str, ...], top: int, as_json: bool) -> None:
     """Rank KB entries for QUERY (retrieval only, no dialog policy)."""
+    from ..knowledge import answerable
+    from ..nlu.index import KbIndex
+    from ..nlu.text import Analyzer
+
     index = KbIndex(answerable(_entries(settings)), Analyzer())
     hits = index.search(" ".join(query), top=top)
     if as_json:
@@ -106,6 +115,11 @@ def eval_cmd(settings: Settings, file: Path, mode: str, as_json: bool, misses: b
     expect is a matter code (M01…), out_of_scope, human, unknown, or a KB entry id. Prints the
     accuracy per expected class and per group, then overall (last line).
     """
+    from ..evaluation import evaluate_dialog, evaluate_retrieval, format_report, load_cases
+    from ..knowledge import answerable
+    from ..nlu.index import KbIndex
+    from ..nlu.text import Analyzer
+
     cases = load_cases(file)
     start = time.perf_counter()
     if mode == "retrieval":
