@@ -106,9 +106,13 @@ def entry_rows(entry: KbEntryBase) -> list[tuple[str, bool]]:
     """(text, is_body) rows an entry is searched by."""
     rows: list[tuple[str, bool]] = [(entry.display_title, False)]
     rows.extend((a, False) for a in getattr(entry, "aliases", []) or [])
+    # what people ask of help entries is "what is the number / where is it": say so in a
+    # question-like row, so "税务局热线多少" meets the 12366 entry
     if entry.type == "hotline":
-        rows.append((f"{entry.unit_name}热线 {entry.phone} {entry.description or ''}", True))
+        rows.append((f"{entry.unit_name}热线电话号码是多少 {entry.phone}", False))
+        rows.append((f"{entry.phone} {entry.description or ''}", True))
     elif entry.type == "department":
+        rows.append((f"{entry.name}联系电话 地址在哪里", False))
         rows.append((f"{entry.name} {entry.description or ''}", True))
     for name in entry.search_fields[1:]:
         value = getattr(entry, name, None)

@@ -18,6 +18,9 @@ from pathlib import Path
 import jieba
 import yaml
 
+# jieba logs its dictionary loading at DEBUG through a handler of its own; keep it quiet
+jieba.setLogLevel(logging.WARNING)
+
 from ..paths import config_dir
 
 log = logging.getLogger(__name__)
