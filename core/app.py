@@ -128,6 +128,7 @@ def create_app(settings: Settings, *, adapters: dict | None = None) -> web.Appli
     ``adapters`` (name → class) replaces entry-point discovery, for tests.
     """
     from adapters import discover
+    from console import setup as setup_console
 
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
@@ -138,6 +139,7 @@ def create_app(settings: Settings, *, adapters: dict | None = None) -> web.Appli
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(core_ctx)
     app.add_routes(health_routes)
+    setup_console(app)
     app.on_shutdown.append(_shutdown_adapters)
     for name, cls in (discover() if adapters is None else adapters).items():
         raw = settings.channels.get(name, {})

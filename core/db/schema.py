@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -149,4 +150,40 @@ unanswered = Table(
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("resolved_entry_id", String(64)),
     Index("ix_unanswered_status_due_at", "status", "due_at"),
+)
+
+# -- staff ------------------------------------------------------------------------------------
+
+# Console accounts: agents, supervisors, KB editors and administrators, each bound to units
+# (department codes of config/codes.yaml). Never deleted, only disabled, so the record of who
+# did what keeps its names.
+staff_users = Table(
+    "staff_users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("display_name", String(64), nullable=False),
+    # argon2id, in the PHC string form (parameters and salt included)
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("units", JSON, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_login_at", DateTime(timezone=True)),
+    Index("uq_staff_users_username", "username", unique=True),
+)
+
+# Console sign-ins. ``id`` is the SHA-256 (hex) of the session token in the browser's cookie;
+# the token itself is never stored, so a copy of this table opens no session.
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("staff_users.id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("user_agent", String(256)),
 )

@@ -1,0 +1,446 @@
+"""Staff accounts of the console and their sign-in sessions.
+
+Passwords are hashed with argon2id (argon2-cffi's ``PasswordHasher``, RFC 9106 low-memory
+profile by default) and rehashed on the next successful sign-in when the parameters change.
+:meth:`StaffStore.authenticate` costs one argon2 verification whatever happens — an unknown
+username is checked against a dummy hash — so response times do not tell which usernames exist.
+
+A session is a random token held by the browser; the database keeps only its SHA-256, so a copy
+of ``staff_sessions`` opens nothing. Each session carries its own CSRF token. Sessions expire
+after a fixed lifetime (a working day); changing a password or disabling an account ends all of
+that user's sessions.
+
+Roles are ``agent`` (坐席), ``supervisor`` (班长), ``kb_editor`` (知识库编辑) and ``admin``
+(管理员); a role grants only itself. Units are department codes of ``config/codes.yaml``; agents
+and supervisors need at least one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .conversations import new_id
+from .db.schema import staff_sessions, staff_users
+from .errors import Conflict, NotFound, ValidationFailed
+from .reference import load_codes
+
+log = logging.getLogger(__name__)
+
+#: every role, in the order they are shown
+ROLES: tuple[str, ...] = ("agent", "supervisor", "kb_editor", "admin")
+ROLE_LABELS = {"agent": "坐席", "supervisor": "班长", "kb_editor": "知识库编辑", "admin": "管理员"}
+#: roles that serve citizens of a unit, so an account with one of them must name its units
+UNIT_ROLES = frozenset({"agent", "supervisor"})
+MIN_PASSWORD_LENGTH = 10
+#: longer passwords are refused (argon2 would take them, but nobody types 1,000 characters)
+MAX_PASSWORD_LENGTH = 1024
+#: a session lasts one working day; then the agent signs in again
+SESSION_TTL = timedelta(hours=12)
+#: login names: lower-case letters, digits, '.', '_' and '-' (employee numbers are fine)
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+MAX_DISPLAY_NAME = 64
+#: the shape of a session token we issue (``secrets.token_urlsafe(32)``)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes for timezone-aware columns; we only ever store UTC
+    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def token_hash(token: str) -> str:
+    """What ``staff_sessions.id`` holds for a session token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalise_username(username: str) -> str:
+    return username.strip().lower()
+
+
+def check_password(password: str, username: str | None = None) -> None:
+    """Refuse passwords too weak (or too long) to keep; raises ValidationFailed."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            f"the password is too short: at least {MIN_PASSWORD_LENGTH} characters are required",
+            [("password", "password", "too short")])
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            f"the password is too long: at most {MAX_PASSWORD_LENGTH} characters",
+            [("password", "password", "too long")])
+    if not password.strip():
+        raise ValidationFailed("the password must not be only spaces",
+                               [("password", "password", "blank")])
+    if username and normalise_username(password) == normalise_username(username):
+        raise ValidationFailed("the password must not be the username",
+                               [("password", "password", "same as the username")])
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def _unit_codes() -> dict[str, str]:
+    return load_codes().department
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+class NewStaffUser(BaseModel):
+    """What ``add_user`` takes; validated before anything is hashed or written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str
+    display_name: str
+    roles: list[str]
+    units: list[str] = []
+
+    @field_validator("username", mode="before")
+    @classmethod
+    def _username(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = normalise_username(v)
+            if not USERNAME.match(v):
+                raise ValueError(
+                    f"{v!r} is not a valid username (2-64 characters: lower-case letters, "
+                    "digits, '.', '_' or '-', starting with a letter or digit)")
+        return v
+
+    @field_validator("display_name", mode="before")
+    @classmethod
+    def _display_name(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = " ".join(v.split())
+            if not v:
+                raise ValueError("the name must not be empty")
+            if len(v) > MAX_DISPLAY_NAME or _CONTROL.search(v):
+                raise ValueError(f"the name must be at most {MAX_DISPLAY_NAME} printable "
+                                 "characters")
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(f"at least one role is required ({', '.join(ROLES)})")
+        for role in v:
+            if role not in ROLES:
+                raise ValueError(f"{role!r} is not a role (roles: {', '.join(ROLES)})")
+        return sorted(set(v), key=ROLES.index)
+
+    @field_validator("units")
+    @classmethod
+    def _units(cls, v: list[str]) -> list[str]:
+        codes = _unit_codes()
+        for unit in v:
+            if unit not in codes:
+                raise ValueError(
+                    f"{unit!r} is not a unit (a department code of config/codes.yaml, "
+                    "e.g. police, hrss, district-310115)")
+        return _dedupe(v)
+
+    @model_validator(mode="after")
+    def _units_for_unit_roles(self) -> NewStaffUser:
+        needing = [r for r in self.roles if r in UNIT_ROLES]
+        if needing and not self.units:
+            raise ValueError(f"role {needing[0]!r} needs at least one unit (--unit)")
+        return self
+
+    @classmethod
+    def create(cls, username: str, *, roles: Iterable[str], units: Iterable[str] = (),
+               display_name: str | None = None) -> NewStaffUser:
+        """Validate, turning pydantic's error into a ValidationFailed that names every field."""
+        data = {"username": username, "roles": list(roles), "units": list(units),
+                "display_name": display_name if display_name is not None else username}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "user"
+                reason = err["msg"].removeprefix("Value error, ")
+                problems.append((str(username), field, reason))
+            detail = "; ".join(f"{field}: {reason}" for _, field, reason in problems)
+            raise ValidationFailed(f"invalid staff user: {detail}", problems) from None
+
+
+class StaffUser(BaseModel):
+    """A console account as the rest of Bangban sees it (never with its password hash)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    username: str
+    display_name: str
+    roles: list[str]
+    units: list[str]
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None = None
+
+    def has_role(self, *roles: str) -> bool:
+        """Whether the user holds any of ``roles`` (each role grants only itself)."""
+        return any(r in self.roles for r in roles)
+
+    def in_unit(self, unit: str | None) -> bool:
+        return unit is not None and unit in self.units
+
+    @classmethod
+    def from_row(cls, row: Any) -> StaffUser:
+        return cls(id=row.id, username=row.username, display_name=row.display_name,
+                   roles=list(row.roles), units=list(row.units), active=bool(row.active),
+                   created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+                   last_login_at=_aware(row.last_login_at))
+
+
+class StaffSession(BaseModel):
+    """A live sign-in: its user, its lifetime and the CSRF token its forms must carry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    user: StaffUser
+    created_at: datetime
+    expires_at: datetime
+    csrf_token: str
+    user_agent: str | None = None
+
+
+# -- the store --------------------------------------------------------------------------------
+
+_USER_COLUMNS = [c for c in staff_users.c if c.name != "password_hash"]
+
+
+class StaffStore:
+    """Staff accounts and sessions in SQL.
+
+    ``hasher`` defaults to argon2-cffi's ``PasswordHasher()`` (argon2id); ``clock`` gives the
+    current UTC time (tests move it). Hashing runs in threads, at most ``max_hashing`` at once,
+    so a flood of sign-in attempts neither blocks the event loop nor takes all the memory.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, hasher: PasswordHasher | None = None,
+                 session_ttl: timedelta = SESSION_TTL,
+                 clock: Callable[[], datetime] = utcnow, max_hashing: int = 4) -> None:
+        self.engine = engine
+        self.hasher = hasher or PasswordHasher()
+        self.session_ttl = session_ttl
+        self.clock = clock
+        self._hashing = asyncio.Semaphore(max_hashing)
+        self._dummy: str | None = None
+
+    # -- hashing ------------------------------------------------------------------------------
+    async def _hash(self, password: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def _verify(self, encoded: str, password: str) -> bool:
+        async with self._hashing:
+            try:
+                return await asyncio.to_thread(self.hasher.verify, encoded, password)
+            except VerifyMismatchError:
+                return False
+            except (VerificationError, InvalidHashError):
+                log.warning("a stored staff password hash could not be verified")
+                return False
+
+    async def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = await self._hash(secrets.token_urlsafe(24))
+        return self._dummy
+
+    # -- users --------------------------------------------------------------------------------
+    async def add_user(self, username: str, password: str, *, roles: Iterable[str],
+                       units: Iterable[str] = (), display_name: str | None = None) -> StaffUser:
+        new = NewStaffUser.create(username, roles=roles, units=units, display_name=display_name)
+        check_password(password, new.username)
+        encoded = await self._hash(password)
+        now = self.clock()
+        row = {"id": new_id("s"), "username": new.username, "display_name": new.display_name,
+               "password_hash": encoded, "roles": new.roles, "units": new.units,
+               "active": True, "created_at": now, "updated_at": now, "last_login_at": None}
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(staff_users).values(**row))
+        except IntegrityError:
+            raise Conflict(f"a staff user {new.username!r} already exists") from None
+        log.info("staff user %s added (roles %s, units %s)", new.username,
+                 ",".join(new.roles), ",".join(new.units) or "-")
+        return StaffUser.from_row(_Row(row))
+
+    async def get_user(self, username: str) -> StaffUser:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(*_USER_COLUMNS).where(
+                staff_users.c.username == normalise_username(username)))).first()
+        if row is None:
+            raise NotFound(f"no staff user {normalise_username(username)!r}")
+        return StaffUser.from_row(row)
+
+    async def list_users(self) -> list[StaffUser]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(*_USER_COLUMNS).order_by(staff_users.c.username))).all()
+        return [StaffUser.from_row(r) for r in rows]
+
+    async def _update_user(self, username: str, **values: Any) -> StaffUser:
+        name = normalise_username(username)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update(staff_users).where(
+                staff_users.c.username == name).values(updated_at=self.clock(), **values))
+            if result.rowcount == 0:
+                raise NotFound(f"no staff user {name!r}")
+            row = (await conn.execute(select(*_USER_COLUMNS).where(
+                staff_users.c.username == name))).one()
+            if "password_hash" in values or values.get("active") is False:
+                await conn.execute(delete(staff_sessions).where(
+                    staff_sessions.c.user_id == row.id))
+        return StaffUser.from_row(row)
+
+    async def set_password(self, username: str, password: str) -> StaffUser:
+        """A new password; every session of the user ends."""
+        check_password(password, normalise_username(username))
+        await self.get_user(username)  # NotFound before spending a hash
+        user = await self._update_user(username, password_hash=await self._hash(password))
+        log.info("staff user %s: password changed, sessions ended", user.username)
+        return user
+
+    async def disable(self, username: str) -> StaffUser:
+        """The user can no longer sign in; every session of theirs ends."""
+        user = await self._update_user(username, active=False)
+        log.info("staff user %s disabled", user.username)
+        return user
+
+    async def enable(self, username: str) -> StaffUser:
+        user = await self._update_user(username, active=True)
+        log.info("staff user %s enabled", user.username)
+        return user
+
+    async def authenticate(self, username: str, password: str) -> StaffUser | None:
+        """The user, if the password is right and the account active; otherwise None.
+
+        One argon2 verification in every case (a dummy hash for unknown usernames, the first
+        call included), so the time taken does not reveal whether the username exists.
+        """
+        dummy = await self._dummy_hash()
+        name = normalise_username(username)
+        row = None
+        if USERNAME.match(name) and len(password) <= MAX_PASSWORD_LENGTH:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(select(staff_users).where(
+                    staff_users.c.username == name))).first()
+        if row is None:
+            await self._verify(dummy, password)
+            return None
+        if not await self._verify(row.password_hash, password):
+            return None
+        if not row.active:
+            return None
+        now = self.clock()
+        values: dict[str, Any] = {"last_login_at": now}
+        if self._needs_rehash(row.password_hash):
+            values["password_hash"] = await self._hash(password)
+            log.info("staff user %s: password rehashed with the current parameters", name)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(staff_users).where(
+                staff_users.c.id == row.id).values(**values))
+        return StaffUser.from_row(row).model_copy(update={"last_login_at": now})
+
+    def _needs_rehash(self, encoded: str) -> bool:
+        try:
+            return self.hasher.check_needs_rehash(encoded)
+        except (InvalidHashError, ValueError):
+            return True
+
+    # -- sessions -----------------------------------------------------------------------------
+    async def create_session(self, user: StaffUser, *, user_agent: str | None = None
+                             ) -> tuple[str, StaffSession]:
+        """A new session for ``user``: the token for the cookie, and the session."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        session = StaffSession(id=token_hash(token), user=user, created_at=now,
+                               expires_at=now + self.session_ttl,
+                               csrf_token=secrets.token_urlsafe(32),
+                               user_agent=(user_agent or "")[:256] or None)
+        async with self.engine.begin() as conn:
+            # sign-ins are rare: a good moment to forget the sessions that have run out
+            await conn.execute(delete(staff_sessions).where(staff_sessions.c.expires_at <= now))
+            await conn.execute(insert(staff_sessions).values(
+                id=session.id, user_id=user.id, created_at=now, expires_at=session.expires_at,
+                csrf_token=session.csrf_token, user_agent=session.user_agent))
+        return token, session
+
+    async def get_session(self, token: str | None) -> StaffSession | None:
+        """The live session of ``token``, or None: unknown, revoked, expired or user disabled."""
+        if not token or not _TOKEN.match(token):
+            return None
+        key = token_hash(token)
+        query = (select(staff_sessions, *[c.label(f"u_{c.name}") for c in _USER_COLUMNS])
+                 .join(staff_users, staff_users.c.id == staff_sessions.c.user_id)
+                 .where(staff_sessions.c.id == key))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        if _aware(row.expires_at) <= self.clock():
+            async with self.engine.begin() as conn:
+                await conn.execute(delete(staff_sessions).where(staff_sessions.c.id == key))
+            return None
+        user = StaffUser.from_row(_Row({c.name: getattr(row, f"u_{c.name}")
+                                        for c in _USER_COLUMNS}))
+        if not user.active:
+            return None
+        return StaffSession(id=row.id, user=user, created_at=_aware(row.created_at),
+                            expires_at=_aware(row.expires_at), csrf_token=row.csrf_token,
+                            user_agent=row.user_agent)
+
+    async def revoke_session(self, token: str | None) -> bool:
+        """End the session of ``token``; False if there was none."""
+        if not token or not _TOKEN.match(token):
+            return False
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(staff_sessions).where(
+                staff_sessions.c.id == token_hash(token)))
+        return result.rowcount > 0
+
+    async def revoke_sessions(self, user_id: str) -> int:
+        """End every session of one user; the number ended."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(staff_sessions).where(
+                staff_sessions.c.user_id == user_id))
+        return result.rowcount
+
+    async def count_sessions(self, user_id: str) -> int:
+        """Live sessions of one user (expired ones not counted)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(staff_sessions.c.expires_at).where(
+                staff_sessions.c.user_id == user_id))).all()
+        now = self.clock()
+        return sum(1 for r in rows if _aware(r.expires_at) > now)
+
+
+class _Row:
+    """Attribute access to a dict, so freshly written rows go through ``StaffUser.from_row``."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
