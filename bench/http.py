@@ -12,11 +12,14 @@ Starts two servers on 127.0.0.1, each a subprocess of this script:
 Then, at each concurrency level, the same client code drives both in turn: ``level`` client
 tasks share one aiohttp session (up to ``level`` keep-alive connections) and send
 ``POST /api/app/v1/messages`` — the same sequence of bodies to both servers (dev-set questions,
-a user per client and every 10 messages, a unique msg_id), each signed with
+a new user per client every 10 messages, a unique msg_id), each signed with
 ``adapters.app.signing.sign_request`` and a fresh nonce — until ``--requests`` have been sent or
 ``--seconds`` have passed, whichever is first. A round trip is timed from just before signing to
 the last byte of the response read. Only 2xx responses count as done; anything else is
 reported as an error.
+
+Besides rate and latency, each row shows the CPU time per completed request of the server
+process (with its children: ours' embedded redis-server) and of the client process (/proc).
 
 Client and servers share this machine's CPUs, so the figures are for the whole loop on one box;
 the echo server is the ceiling of that loop (client + aiohttp + loopback), and the ratio
@@ -74,6 +77,29 @@ def run_echo_server(port: int) -> None:
 
 
 # -- servers ----------------------------------------------------------------------------------
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a live process and its live descendants (Linux /proc).
+
+    The descendants matter for ours: the embedded redis-server is a child of bangban serve.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def free_port() -> int:
@@ -139,7 +165,7 @@ def bangban_command() -> list[str]:
     return [found]
 
 
-def start_ours(tmp: Path, port: int) -> Server:
+def start_ours(tmp: Path, port: int, steps: bool = False) -> Server:
     config = tmp / "bench.yaml"
     config.write_text(json.dumps({  # JSON is YAML
         "logging": {"level": "WARNING"},
@@ -147,7 +173,11 @@ def start_ours(tmp: Path, port: int) -> Server:
                              "rate_limit": {"messages": 1_000_000_000, "window_s": 60}}},
     }), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANGBAN_")}
-    argv = [*bangban_command(), "serve", "--config", str(config), "--data-dir",
+    command = bangban_command()
+    if steps:  # the same server, with timers around the steps of a message
+        command = [sys.executable, str(Path(_HERE) / "serve_steps.py")]
+        env["BENCH_STEPS_FILE"] = str(tmp / "steps.json")
+    argv = [*command, "serve", "--config", str(config), "--data-dir",
             str(tmp / "data"), "--host", HOST, "--port", str(port)]
     return Server("bangban serve", argv, port, tmp / "bangban.log", env)
 
@@ -170,9 +200,14 @@ def questions() -> list[str]:
 
 
 def body_for(level: int, client: int, n: int, k: int, texts: list[str]) -> bytes:
-    """The n-th request of the run (the k-th of this client): same bytes for both servers."""
+    """The n-th request of the run, the k-th of this client: same bytes for both servers.
+
+    A user asks consecutive dev-set questions (mostly of one matter, as a citizen's follow-ups
+    are), whatever the level, so every level asks the bot for the same kind of work.
+    """
     user = f"l{level}c{client}u{k // MESSAGES_PER_USER}"
-    return json.dumps({"user": user, "text": texts[n % len(texts)], "msg_id": f"l{level}n{n}"},
+    text = texts[(client * 7919 + k) % len(texts)]
+    return json.dumps({"user": user, "text": text, "msg_id": f"l{level}n{n}"},
                       ensure_ascii=False).encode("utf-8")
 
 
@@ -185,6 +220,8 @@ class Run:
     wall: float = 0.0
     request_bytes: int = 0
     response_bytes: int = 0
+    server_cpu: float = 0.0  # CPU seconds of the server process (and its children) in the run
+    client_cpu: float = 0.0  # CPU seconds of this (client) process in the run
 
     @property
     def done(self) -> int:
@@ -193,6 +230,9 @@ class Run:
     @property
     def rate(self) -> float:
         return self.done / self.wall if self.wall else 0.0
+
+    def per_request_ms(self, seconds: float) -> float:
+        return 1000 * seconds / self.done if self.done else float("nan")
 
     def pct(self, p: float) -> float:
         if not self.latencies:
@@ -274,19 +314,40 @@ async def probe(base: str, text: str) -> bytes:
         return data
 
 
+async def collect_steps(server: Server, tmp: Path) -> dict:
+    """Ask the timed server for its step timers since the last call (and reset them)."""
+    path = tmp / "steps.json"
+    path.unlink(missing_ok=True)
+    server.proc.send_signal(signal.SIGUSR1)
+    for _ in range(100):
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+        await asyncio.sleep(0.05)
+    return {}
+
+
+def print_steps(level: int, table: dict) -> None:
+    print(f"\nwhere ours' time goes at {level} clients (wall time inside the server, per message):")
+    for label, (calls, total) in sorted(table.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {label:<30} {calls:>6} calls  {1000 * total / max(calls, 1):9.2f} ms mean"
+              f"  {total:8.2f} s total")
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
 def print_table(runs: list[Run]) -> None:
-    head = (f"{'clients':>7} {'server':<14} {'ok':>6} {'errors':>7} {'req/s':>8} {'p50 ms':>8} "
-            f"{'p99 ms':>8} {'req B':>6} {'resp B':>7}")
+    head = (f"{'clients':>7} {'server':<6} {'ok':>6} {'errors':>7} {'req/s':>8} {'p50 ms':>8} "
+            f"{'p99 ms':>8} {'req B':>6} {'resp B':>7} {'server CPU ms/req':>18} "
+            f"{'client CPU ms/req':>18}")
     print(head)
     print("-" * len(head))
     for r in runs:
         n = r.done or 1
-        print(f"{r.level:>7} {r.server:<14} {r.done:>6} {sum(r.errors.values()):>7} "
+        print(f"{r.level:>7} {r.server:<6} {r.done:>6} {sum(r.errors.values()):>7} "
               f"{r.rate:>8,.1f} {r.pct(50):>8.1f} {r.pct(99):>8.1f} "
-              f"{r.request_bytes / n:>6.0f} {r.response_bytes / n:>7.0f}")
+              f"{r.request_bytes / n:>6.0f} {r.response_bytes / n:>7.0f} "
+              f"{r.per_request_ms(r.server_cpu):>18.2f} {r.per_request_ms(r.client_cpu):>18.2f}")
     print()
     print(f"{'clients':>7} {'ours/echo req/s':>16} {'p50 ours/echo':>14} {'p99 ours/echo':>14}")
     by = {(r.server, r.level): r for r in runs}
@@ -306,7 +367,7 @@ async def bench(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bangban-bench-http-"))
     servers: list[Server] = []
     try:
-        ours = start_ours(tmp, free_port())
+        ours = start_ours(tmp, free_port(), args.steps)
         servers.append(ours)
         echo = start_echo(tmp, free_port())
         servers.append(echo)
@@ -319,10 +380,18 @@ async def bench(args: argparse.Namespace) -> None:
         for name, server in (("echo", echo), ("ours", ours)):
             await drive(server.base, name, 4, args.warmup, 30, texts, tag="warmup")
         runs: list[Run] = []
+        steps: dict[int, dict] = {}
         for level in levels:
             for name, server in (("echo", echo), ("ours", ours)):
                 load = os.getloadavg()[0]
+                if args.steps and name == "ours":
+                    await collect_steps(server, tmp)  # start from zero
+                cpu0, mine0 = process_cpu(server.proc.pid), time.process_time()
                 run = await drive(server.base, name, level, args.requests, args.seconds, texts)
+                run.server_cpu = process_cpu(server.proc.pid) - cpu0
+                run.client_cpu = time.process_time() - mine0
+                if args.steps and name == "ours":
+                    steps[level] = await collect_steps(server, tmp)
                 runs.append(run)
                 print(f"  {level:>3} clients, {name:<4}: {run.done} ok in {run.wall:.1f} s "
                       f"({run.rate:,.1f}/s), load average before {load:.2f}")
@@ -330,6 +399,8 @@ async def bench(args: argparse.Namespace) -> None:
                     raise SystemExit(f"{server.name} died:\n{server.log_tail()}")
         print()
         print_table(runs)
+        for level, table in steps.items():
+            print_steps(level, table)
     finally:
         for server in reversed(servers):
             server.stop()
@@ -348,6 +419,9 @@ def main() -> None:
     p.add_argument("--start-timeout", type=float, default=180.0,
                    help="seconds to wait for bangban serve's /readyz")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir and logs")
+    p.add_argument("--steps", action="store_true",
+                   help="run ours through bench/serve_steps.py and print where a message's time "
+                        "goes (adds a little overhead: not for the headline figures)")
     p.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.echo_server:

@@ -166,8 +166,16 @@ def embedded_for(settings: Settings) -> EmbeddedRedis | None:
     return EmbeddedRedis(settings.data_dir, appendonly=emb.appendonly, maxmemory=emb.maxmemory)
 
 
+#: connections one process may open to Redis; past it, callers wait for a free one (up to
+#: POOL_TIMEOUT_S) instead of failing — a burst of clients must queue, not get 500s
+POOL_SIZE = 256
+POOL_TIMEOUT_S = 10
+
+
 def async_client(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, health_check_interval=30)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_SIZE, timeout=POOL_TIMEOUT_S, health_check_interval=30)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 def sync_client(url: str) -> redis.Redis:

@@ -77,6 +77,7 @@ class _Bm25:
         self.present = sparse.csr_matrix((self.idf[tf.indices], tf.indices, tf.indptr),
                                          shape=tf.shape)
         self.row_mass = np.asarray(self.present.sum(axis=1)).ravel() + 1e-6
+        self._inv_row_mass = sparse.diags(1.0 / self.row_mass)
         self.bm25_t = self.bm25.T.tocsr()
         self.present_t = self.present.T.tocsr()
 
@@ -98,7 +99,7 @@ class _Bm25:
     def features(self, q: sparse.csr_matrix, mass: np.ndarray):
         """(query coverage, row coverage) as sparse queries × rows matrices."""
         cov_q = sparse.diags(1.0 / mass) @ (q @ self.bm25_t)
-        cov_d = (q @ self.present_t) @ sparse.diags(1.0 / self.row_mass)
+        cov_d = (q @ self.present_t) @ self._inv_row_mass
         return cov_q.tocsr(), cov_d.tocsr()
 
 
@@ -138,6 +139,7 @@ class KbIndex:
         self.row_text = texts
         self.row_entry = np.asarray(owners, dtype=np.int64)
         self.row_weight = np.where(np.asarray(body, dtype=bool), self.weights.body, 1.0)
+        self._row_weight_diag = sparse.diags(self.row_weight)
         expanded = [analyzer.expand(t) for t in texts]
         # a sentinel row keeps the vocabulary non-empty for an empty KB; it owns no entry
         word_rows = [analyzer.words(t, expanded=True) for t in expanded] or [["\x00"]]
@@ -166,7 +168,7 @@ class KbIndex:
         wq, wd = self.words.features(qw, mw)
         cq, cd = self.chars.features(qc, mc)
         total = w.word_q * wq + w.word_d * wd + w.char_q * cq + w.char_d * cd
-        return (total @ sparse.diags(self.row_weight)).tocsr()
+        return (total @ self._row_weight_diag).tocsr()
 
     def search_many(self, queries: Sequence[str], top: int = 5,
                     boost: Sequence[np.ndarray | None] | None = None) -> list[list[Hit]]:
@@ -207,7 +209,14 @@ class KbIndex:
     def _best_entries(self, rows: np.ndarray, vals: np.ndarray, top: int) -> list[Hit]:
         if not len(rows):
             return []
-        order = np.argsort(-vals, kind="stable")
+        # Character unigrams give most rows some score; only the best few can win, so take
+        # them with a partial sort. Ties are broken by row position, so a query ranks the same
+        # alone or in a batch (the sparse product does not order its columns).
+        keep = min(len(rows), max(top * 16, 64))
+        if keep < len(rows):
+            part = np.argpartition(-vals, keep - 1)[:keep]
+            rows, vals = rows[part], vals[part]
+        order = np.lexsort((rows, -vals))
         hits: list[Hit] = []
         seen: set[int] = set()
         for k in order:
