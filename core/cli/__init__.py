@@ -11,6 +11,7 @@ from . import kb as _kb  # noqa: F401 - registers the kb group
 from . import bot as _bot  # noqa: F401 - registers ask, kb search, eval
 from . import server as _server  # noqa: F401 - registers serve, worker, db
 from . import users as _users  # noqa: F401 - registers users add/passwd/disable/enable/list
+from . import hotline as _hotline  # noqa: F401 - registers hotline-sim
 from .common import cli
 
 

@@ -187,3 +187,74 @@ staff_sessions = Table(
     Column("csrf_token", String(64), nullable=False),
     Column("user_agent", String(256)),
 )
+
+# -- ratings (好差评) and 12345 dispatch (派单) -------------------------------------------------
+
+# One rating per service segment: the bot's answer (target = its message id) or an agent's service
+# (target = the service id, with its unit and agent). A second rating of the same segment updates
+# the row, so each segment is counted once. ``day`` is the Beijing date of the first rating, kept
+# as text so "by day" figures group the same way on SQLite and PostgreSQL.
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(32), nullable=False),
+    Column("segment", String(8), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("unit", String(32)),
+    Column("agent", String(32)),
+    Column("channel", String(32), nullable=False),
+    Column("resolved", Boolean),
+    # 5 非常满意, 4 满意, 3 基本满意, 2 不满意, 1 非常不满意
+    Column("level", Integer),
+    Column("comment", Text),
+    Column("day", String(10), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("uq_ratings_conversation_id_segment_target", "conversation_id", "segment", "target",
+          unique=True),
+    Index("ix_ratings_day", "day"),
+)
+
+# 差评整改: a low rating (or an agent service rated 未解决) is followed up by the unit's
+# supervisors before ``due_at``. At most one follow-up per rating.
+rating_followups = Table(
+    "rating_followups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rating_id", Integer, ForeignKey("ratings.id", ondelete="CASCADE"), nullable=False),
+    Column("unit", String(32)),
+    Column("status", String(16), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_by", String(64)),
+    Column("note", Text),
+    Index("uq_rating_followups_rating_id", "rating_id", unique=True),
+    Index("ix_rating_followups_unit_status_due_at", "unit", "status", "due_at"),
+)
+
+# Tickets dispatched to the 12345 hotline. The row is the truth; the RQ job only moves it along
+# created → sending → sent → accepted → done | returned, or → dead when delivery gave up.
+# ``idempotency_key`` is sent with every delivery attempt, so the receiver records it once.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", String(32), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("transcript", JSON, nullable=False),
+    # masked (138****1234): the full number stays with the channel identity
+    Column("citizen_contact", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("external_id", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("uq_tickets_idempotency_key", "idempotency_key", unique=True),
+    Index("ix_tickets_conversation_id", "conversation_id"),
+    Index("ix_tickets_status", "status"),
+)

@@ -1,0 +1,492 @@
+"""12345 dispatch (派单): tickets in SQL, delivered by an RQ job, updated by 12345's callbacks.
+
+The row in ``tickets`` is the truth. :func:`create_ticket` writes it and enqueues
+:func:`deliver_ticket`, which POSTs the ticket as JSON to the configured endpoint:
+
+* signed with HMAC-SHA256 — ``X-Bangban-Signature: sha256=<hex>`` over
+  ``"<X-Bangban-Timestamp>." + body`` (the timestamp is signed too, so an old request cannot be
+  replayed beyond the receiver's clock window);
+* with ``Idempotency-Key: <the ticket's key>`` on every attempt.
+
+Exactly once at the receiver: the job marks the ticket 'sending' (and counts the attempt) before
+it POSTs, and the receiver de-duplicates by Idempotency-Key. A worker killed after the POST but
+before the ticket became 'sent' leaves the job to RQ's retry, which POSTs again with the same key;
+the receiver answers "already have it" and the ticket becomes 'sent' — recorded once.
+
+Failures are retried by RQ with back-off (``DispatchConfig.retry_intervals``, 5 s, 30 s, 2 min,
+10 min by default; the intervals need a worker running with its scheduler, as ``bangban worker``
+does) up to ``max_attempts``. When they are exhausted, or the receiver refuses the ticket outright
+(a 4xx other than 408/429), the ticket becomes 'dead' and is pushed to the Redis dead-letter list
+that supervisors read with :func:`dead_letters`.
+
+12345's status updates (受理 accepted / 办结 done / 退回 returned) come back signed the same way
+and are applied by :func:`apply_callback` (idempotent; a stale or repeated update changes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rq import Callback, Retry
+from rq.job import Job
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .config import Settings, load_settings
+from .db import create_engine
+from .db.schema import tickets
+from .errors import BangbanError, NotFound, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+#: Redis list of tickets whose delivery gave up (newest last)
+DEAD_LETTERS_KEY = "bangban:tickets:dead"
+SIGNATURE_HEADER = "X-Bangban-Signature"
+TIMESTAMP_HEADER = "X-Bangban-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: how far a signed request's timestamp may be from our clock
+MAX_SKEW_S = 300
+
+STATUSES = ("created", "sending", "sent", "accepted", "done", "returned", "dead")
+#: statuses 12345 reports back, with the words its staff use
+CALLBACK_STATUSES = {"accepted": "受理", "done": "办结", "returned": "退回"}
+#: forward-only progress; a callback never moves a ticket backwards
+_RANK = {"created": 0, "sending": 1, "dead": 1, "sent": 2, "accepted": 3, "done": 4, "returned": 4}
+_DELIVERED = {"sent", "accepted", "done", "returned"}
+
+
+class DispatchError(BangbanError):
+    code = "dispatch_failed"
+
+
+class PermanentDispatchError(DispatchError):
+    """The receiver refused the ticket itself: retrying would not help."""
+
+
+class BadSignature(BangbanError):
+    code = "bad_signature"
+
+
+class DispatchConfig(BaseModel):
+    """Where and how tickets are delivered (passed to the job, so any worker can run it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str
+    secret: str = Field(min_length=8)
+    #: seconds before each retry (exponential back-off); the last one repeats if needed
+    retry_intervals: list[int] = Field(default_factory=lambda: [5, 30, 120, 600])
+    #: the cap: attempts in all, the first one included
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    #: where 12345 should send status updates (sent along with the ticket)
+    callback_url: str | None = None
+    queue: str = "default"
+
+    @field_validator("endpoint", "callback_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("retry_intervals")
+    @classmethod
+    def _non_negative(cls, v: list[int]) -> list[int]:
+        if not v or any(i < 0 for i in v):
+            raise ValueError("at least one interval, none negative")
+        return v
+
+    def retry(self) -> Retry | None:
+        if self.max_attempts <= 1:
+            return None
+        return Retry(max=self.max_attempts - 1, interval=self.retry_intervals)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{int(time.time() * 1000):011x}{secrets.token_hex(6)}"
+
+
+# -- signatures -------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def signed_headers(secret: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    ts = str(int(now if now is not None else time.time()))
+    return {"Content-Type": "application/json; charset=utf-8", TIMESTAMP_HEADER: ts,
+            SIGNATURE_HEADER: sign(secret, ts, body)}
+
+
+def verify(secret: str, body: bytes, signature: str | None, timestamp: str | None, *,
+           now: float | None = None, max_skew: int = MAX_SKEW_S) -> None:
+    """Raise :class:`BadSignature` unless ``signature`` is ours over ``timestamp`` and ``body``."""
+    if not signature or not timestamp or not timestamp.isdigit():
+        raise BadSignature("missing or malformed signature headers")
+    if abs((now if now is not None else time.time()) - int(timestamp)) > max_skew:
+        raise BadSignature("timestamp outside the allowed window")
+    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+        raise BadSignature("signature does not match")
+
+
+def mask_contact(contact: str | None) -> str | None:
+    """138****1234 for a phone number; other contacts keep only their ends."""
+    if not contact:
+        return None
+    c = contact.strip()
+    digits = re.sub(r"\D", "", c)
+    if len(digits) >= 7 and len(digits) == len(c.replace(" ", "").replace("-", "").lstrip("+")):
+        return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    if len(c) <= 2:
+        return "*" * len(c)
+    return c[0] + "*" * min(len(c) - 2, 8) + c[-1]
+
+
+# -- creating and delivering ------------------------------------------------------------------
+
+
+def _ticket(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for k in ("created_at", "updated_at"):
+        out[k] = _aware(out[k])
+    return out
+
+
+async def get_ticket(engine: AsyncEngine, ticket_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(tickets).where(tickets.c.id == ticket_id))
+               ).mappings().first()
+    if row is None:
+        raise NotFound(f"no ticket {ticket_id}")
+    return _ticket(row)
+
+
+async def list_tickets(engine: AsyncEngine, *, status: str | None = None,
+                       units: list[str] | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    q = select(tickets).order_by(tickets.c.created_at.desc(), tickets.c.id).limit(limit)
+    if status is not None:
+        q = q.where(tickets.c.status == status)
+    if units is not None:
+        q = q.where(tickets.c.unit.in_(units))
+    async with engine.connect() as conn:
+        return [_ticket(r) for r in (await conn.execute(q)).mappings().all()]
+
+
+def enqueue_delivery(rq_connection, ticket_id: str, dispatch: DispatchConfig,  # noqa: ANN001
+                     settings: dict[str, Any] | None = None) -> Job:
+    from .jobs import queue
+
+    return queue(dispatch.queue, rq_connection).enqueue(
+        deliver_ticket, ticket_id, settings, dispatch.model_dump(mode="json"),
+        retry=dispatch.retry(), on_failure=Callback(delivery_failed),
+        description=f"12345 dispatch {ticket_id}")
+
+
+async def create_ticket(engine: AsyncEngine, rq_connection, *, conversation_id: str,  # noqa: ANN001
+                        unit: str, summary: str, transcript: list[dict[str, Any]],
+                        dispatch: DispatchConfig, settings: dict[str, Any] | None = None,
+                        citizen_contact: str | None = None, idempotency_key: str | None = None,
+                        now: datetime | None = None) -> dict[str, Any]:
+    """Write the ticket and enqueue its delivery; returns the row.
+
+    With an ``idempotency_key`` already used (a double click on 派单), the existing ticket is
+    returned and nothing is enqueued again. ``settings`` is the worker's Settings dump (None: the
+    worker's own configuration).
+    """
+    if not summary.strip():
+        raise ValidationFailed("a ticket needs a summary", [("ticket", "summary", "empty")])
+    now = now or utcnow()
+    key = idempotency_key or secrets.token_urlsafe(24)
+    if len(key) > 64:
+        raise ValidationFailed("idempotency key too long", [("ticket", "idempotency_key", ">64")])
+    ticket_id = new_id("t")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(tickets).values(
+                id=ticket_id, conversation_id=conversation_id, unit=unit,
+                summary=summary.strip()[:4000], transcript=transcript,
+                citizen_contact=mask_contact(citizen_contact), status="created", attempts=0,
+                idempotency_key=key, created_at=now, updated_at=now))
+    except IntegrityError:
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(tickets).where(tickets.c.idempotency_key == key))
+                   ).mappings().first()
+        if row is None:
+            raise
+        return _ticket(row)
+    enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
+    return await get_ticket(engine, ticket_id)
+
+
+def ticket_payload(row: dict[str, Any], dispatch: DispatchConfig) -> dict[str, Any]:
+    return {
+        "ticket_id": row["id"], "idempotency_key": row["idempotency_key"],
+        "conversation_id": row["conversation_id"], "unit": row["unit"],
+        "summary": row["summary"], "transcript": row["transcript"],
+        "citizen_contact": row["citizen_contact"],
+        "created_at": _aware(row["created_at"]).isoformat(),
+        "callback_url": dispatch.callback_url,
+    }
+
+
+def post_ticket(payload: dict[str, Any], dispatch: DispatchConfig) -> dict[str, Any]:
+    """One signed POST of a ticket; returns the receiver's JSON answer (may be {})."""
+    body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
+    headers = signed_headers(dispatch.secret, body)
+    headers[IDEMPOTENCY_HEADER] = payload["idempotency_key"]
+    req = urllib.request.Request(dispatch.endpoint, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=dispatch.timeout_s) as resp:  # noqa: S310
+            text = resp.read(65536)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(500).decode("utf-8", "replace")
+        cls = PermanentDispatchError if 400 <= exc.code < 500 and exc.code not in (408, 429) \
+            else DispatchError
+        raise cls(f"HTTP {exc.code} from {dispatch.endpoint}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DispatchError(f"cannot reach {dispatch.endpoint}: {exc}") from exc
+    try:
+        answer = json.loads(text) if text else {}
+    except ValueError:
+        answer = {}
+    return answer if isinstance(answer, dict) else {}
+
+
+async def _claim(engine: AsyncEngine, ticket_id: str, max_attempts: int) -> dict[str, Any] | None:
+    """Mark the ticket 'sending' and count the attempt; None when there is nothing to send."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(select(tickets).where(tickets.c.id == ticket_id)
+                                  .with_for_update())).mappings().first()
+        if row is None:
+            raise NotFound(f"no ticket {ticket_id}")
+        if row["status"] in _DELIVERED or row["status"] == "dead":
+            return None
+        if row["attempts"] >= max_attempts:
+            raise PermanentDispatchError(f"{row['attempts']} attempts already made")
+        await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
+            status="sending", attempts=tickets.c.attempts + 1, updated_at=utcnow()))
+    return _ticket(row)
+
+
+async def _mark_sent(engine: AsyncEngine, ticket_id: str, external_id: str | None) -> str:
+    async with engine.begin() as conn:
+        await conn.execute(update(tickets).where(
+            tickets.c.id == ticket_id, tickets.c.status.in_(("created", "sending", "dead"))
+        ).values(status="sent", last_error=None, updated_at=utcnow()))
+        if external_id:
+            await conn.execute(update(tickets).where(
+                tickets.c.id == ticket_id, tickets.c.external_id.is_(None)
+            ).values(external_id=str(external_id)[:64]))
+        return (await conn.execute(select(tickets.c.status).where(tickets.c.id == ticket_id))
+                ).scalar_one()
+
+
+async def _note_error(engine: AsyncEngine, ticket_id: str, error: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
+            last_error=error[:2000], updated_at=utcnow()))
+
+
+async def _mark_dead(engine: AsyncEngine, ticket_id: str, error: str | None) -> dict[str, Any] | None:
+    """'dead' unless it was delivered meanwhile; the row when this call made it dead."""
+    values: dict[str, Any] = {"status": "dead", "updated_at": utcnow()}
+    if error:
+        values["last_error"] = error[:2000]
+    async with engine.begin() as conn:
+        result = await conn.execute(update(tickets).where(
+            tickets.c.id == ticket_id, tickets.c.status.in_(("created", "sending"))
+        ).values(**values))
+        if result.rowcount != 1:
+            return None
+        row = (await conn.execute(select(tickets).where(tickets.c.id == ticket_id))
+               ).mappings().one()
+    return _ticket(row)
+
+
+def _push_dead_letter(connection, row: dict[str, Any]) -> None:  # noqa: ANN001
+    connection.rpush(DEAD_LETTERS_KEY, json.dumps({
+        "ticket_id": row["id"], "conversation_id": row["conversation_id"], "unit": row["unit"],
+        "summary": row["summary"][:200], "attempts": row["attempts"],
+        "last_error": row["last_error"], "at": utcnow().isoformat(),
+    }, ensure_ascii=False))
+
+
+def _settings(settings: dict[str, Any] | None) -> Settings:
+    return Settings.model_validate(settings) if settings else load_settings()
+
+
+def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
+                   dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """RQ job: deliver one ticket to 12345. Raises on a retryable failure (RQ retries it)."""
+    cfg = _settings(settings)
+    if dispatch is None:
+        raise PermanentDispatchError("no dispatch configuration given")
+    d = DispatchConfig.model_validate(dispatch)
+
+    async def run() -> dict[str, Any]:
+        engine = create_engine(cfg.database_url)
+        try:
+            try:
+                row = await _claim(engine, ticket_id, d.max_attempts)
+                if row is None:
+                    return {"ticket_id": ticket_id, "status": (await get_ticket(
+                        engine, ticket_id))["status"], "skipped": True}
+                answer = await asyncio.to_thread(post_ticket, ticket_payload(row, d), d)
+            except PermanentDispatchError as exc:
+                dead = await _mark_dead(engine, ticket_id, str(exc))
+                if dead is not None:
+                    from rq.job import get_current_job
+
+                    job = get_current_job()
+                    if job is not None:
+                        _push_dead_letter(job.connection, dead)
+                log.warning("ticket %s refused for good: %s", ticket_id, exc)
+                return {"ticket_id": ticket_id, "status": "dead", "error": str(exc)}
+            except DispatchError as exc:
+                await _note_error(engine, ticket_id, str(exc))
+                raise
+            status = await _mark_sent(engine, ticket_id, answer.get("id")
+                                      or answer.get("external_id"))
+            return {"ticket_id": ticket_id, "status": status,
+                    "duplicate": bool(answer.get("duplicate"))}
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # noqa: ANN001
+    """RQ failure callback (also for a worker killed mid-job): dead once retries are spent."""
+    if job.should_retry:
+        return
+    ticket_id = job.args[0]
+    cfg = _settings(job.args[1] if len(job.args) > 1 else None)
+
+    async def run() -> dict[str, Any] | None:
+        engine = create_engine(cfg.database_url)
+        try:
+            return await _mark_dead(engine, ticket_id, f"{exc_type.__name__}: {exc_value}"
+                                    if exc_type else None)
+        finally:
+            await engine.dispose()
+
+    dead = asyncio.run(run())
+    if dead is not None:
+        _push_dead_letter(connection, dead)
+        log.warning("ticket %s is dead after %d attempts: %s", ticket_id, dead["attempts"],
+                    dead["last_error"])
+
+
+def dead_letters(connection, *, units: list[str] | None = None,  # noqa: ANN001
+                 limit: int = 500) -> list[dict[str, Any]]:
+    """Tickets whose delivery gave up, newest first (``units``: a supervisor's)."""
+    items = [json.loads(x) for x in connection.lrange(DEAD_LETTERS_KEY, 0, -1)]
+    items.reverse()
+    if units is not None:
+        items = [i for i in items if i["unit"] in units]
+    return items[:limit]
+
+
+# -- 12345's status updates -------------------------------------------------------------------
+
+
+async def apply_callback(engine: AsyncEngine, body: bytes, *, signature: str | None,
+                         timestamp: str | None, secret: str,
+                         now: float | None = None) -> dict[str, Any]:
+    """Apply one signed status update from 12345.
+
+    ``body`` is JSON: ``ticket_id`` (or ``idempotency_key``), ``status`` (accepted / done /
+    returned, or 受理 / 办结 / 退回), optional ``external_id`` and ``note``. Returns
+    ``{ticket_id, status, changed, conversation_id}``; a repeated or out-of-date update
+    changes nothing. Raises BadSignature, ValidationFailed or NotFound.
+    """
+    verify(secret, body, signature, timestamp, now=now)
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise ValidationFailed("callback body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise ValidationFailed("callback body must be an object")
+    status = payload.get("status")
+    by_word = {v: k for k, v in CALLBACK_STATUSES.items()}
+    status = by_word.get(status, status)
+    if status not in CALLBACK_STATUSES:
+        raise ValidationFailed(f"unknown status {payload.get('status')!r}",
+                               [("callback", "status", "accepted, done or returned")])
+    if payload.get("ticket_id"):
+        where = tickets.c.id == str(payload["ticket_id"])
+    elif payload.get("idempotency_key"):
+        where = tickets.c.idempotency_key == str(payload["idempotency_key"])
+    else:
+        raise ValidationFailed("callback names no ticket",
+                               [("callback", "ticket_id", "missing")])
+    async with engine.begin() as conn:
+        row = (await conn.execute(select(tickets).where(where).with_for_update())
+               ).mappings().first()
+        if row is None:
+            raise NotFound("no such ticket")
+        current = row["status"]
+        changed = _RANK[status] > _RANK[current]
+        if changed:
+            values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+            if payload.get("external_id") and not row["external_id"]:
+                values["external_id"] = str(payload["external_id"])[:64]
+            await conn.execute(update(tickets).where(
+                tickets.c.id == row["id"], tickets.c.status == current).values(**values))
+    if changed:
+        log.info("ticket %s: %s → %s (%s)", row["id"], current, status,
+                 CALLBACK_STATUSES[status])
+    return {"ticket_id": row["id"], "conversation_id": row["conversation_id"],
+            "status": status if changed else current, "changed": changed,
+            "note": payload.get("note")}
+
+
+def callback_handler(engine: AsyncEngine, secret: str):  # noqa: ANN201
+    """An aiohttp handler for 12345's status callbacks (mount it at a POST route)."""
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            result = await apply_callback(
+                engine, body, signature=request.headers.get(SIGNATURE_HEADER),
+                timestamp=request.headers.get(TIMESTAMP_HEADER), secret=secret)
+        except BadSignature as exc:
+            return web.json_response({"error": exc.code, "message": str(exc)}, status=401)
+        except NotFound as exc:
+            return web.json_response({"error": exc.code, "message": str(exc)}, status=404)
+        except ValidationFailed as exc:
+            return web.json_response({"error": exc.code, "message": str(exc)}, status=400)
+        return web.json_response(result)
+
+    return handle
+
+
+__all__ = ["DispatchConfig", "create_ticket", "deliver_ticket", "delivery_failed", "dead_letters",
+           "apply_callback", "callback_handler", "get_ticket", "list_tickets", "sign", "verify",
+           "signed_headers", "mask_contact", "post_ticket", "BadSignature", "DispatchError",
+           "DEAD_LETTERS_KEY", "STATUSES"]

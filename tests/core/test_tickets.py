@@ -1,0 +1,341 @@
+"""12345 dispatch: tickets delivered by a real RQ worker to the stand-in receiver, retried, dead-
+lettered, de-duplicated, and updated by signed callbacks — on the test database and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+
+import pytest
+from aiohttp import ClientSession, web
+from rq.job import Job, JobStatus
+from sqlalchemy import delete, update
+
+from core import jobs
+from core.db import create_engine
+from core.db.schema import tickets
+from core.hotline_sim import HotlineSim, RunningSim
+from core.redisconn import sync_client
+from core.tickets import (
+    DEAD_LETTERS_KEY,
+    BadSignature,
+    DispatchConfig,
+    apply_callback,
+    callback_handler,
+    create_ticket,
+    dead_letters,
+    get_ticket,
+    mask_contact,
+    post_ticket,
+    sign,
+    signed_headers,
+    ticket_payload,
+    verify,
+)
+from tests.core.test_jobs import run_burst_worker
+
+SECRET = "s3cret-for-tests"
+TRANSCRIPT = [{"sender": "citizen", "text": "社保卡丢了怎么补办？"},
+              {"sender": "agent", "text": "需要派单给区里核实。"}]
+
+
+@pytest.fixture
+def rq_redis(redis_url):
+    connection = sync_client(redis_url)
+    connection.delete(DEAD_LETTERS_KEY)
+    yield connection
+    connection.delete(DEAD_LETTERS_KEY)
+    connection.close()
+
+
+@pytest.fixture
+def queue_name(rq_redis) -> str:
+    name = f"test-{secrets.token_hex(4)}"
+    yield name
+    jobs.queue(name, rq_redis).delete(delete_jobs=True)
+
+
+@pytest.fixture
+def db(database_url):
+    """Run ``fn(engine)`` to completion on a fresh engine (these tests are synchronous, because
+    an RQ worker runs its jobs with asyncio.run); the tickets table is emptied afterwards."""
+
+    def run(fn):
+        async def go():
+            engine = create_engine(database_url)
+            try:
+                return await fn(engine)
+            finally:
+                await engine.dispose()
+        return asyncio.run(go())
+
+    yield run
+
+    async def clean(engine):
+        async with engine.begin() as conn:
+            await conn.execute(delete(tickets))
+    run(clean)
+
+
+@pytest.fixture
+def sim():
+    with RunningSim(HotlineSim(SECRET)) as running:
+        yield running
+
+
+def dispatch(sim, **kw) -> DispatchConfig:
+    return DispatchConfig(endpoint=f"{sim.url}/tickets", secret=SECRET, retry_intervals=[0],
+                          max_attempts=4, timeout_s=5, **kw)
+
+
+def new_ticket(db, rq_redis, settings, d: DispatchConfig, **kw) -> dict:
+    return db(lambda engine: create_ticket(
+        engine, rq_redis, conversation_id="c1", unit="rsj", summary="补办社保卡，需区里核实",
+        transcript=TRANSCRIPT, citizen_contact="13812345678", dispatch=d,
+        settings=settings.model_dump(mode="json"), **kw))
+
+
+def work(queue_name, rq_redis) -> None:
+    run_burst_worker(jobs.queue(queue_name, rq_redis), rq_redis)
+
+
+def test_a_ticket_is_delivered_signed_and_recorded_once(db, rq_redis, queue_name, settings, sim):
+    d = dispatch(sim, queue=queue_name, callback_url="http://127.0.0.1:9/cb")
+    ticket = new_ticket(db, rq_redis, settings, d)
+    assert ticket["status"] == "created" and ticket["attempts"] == 0
+    assert ticket["citizen_contact"] == "138****5678"
+
+    work(queue_name, rq_redis)
+
+    row = db(lambda e: get_ticket(e, ticket["id"]))
+    assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 1, None)
+    assert row["external_id"] == "12345-000001"
+    [got] = sim.sim.tickets.values()
+    assert got["idempotency_key"] == ticket["idempotency_key"] and got["deliveries"] == 1
+    assert got["payload"]["ticket_id"] == ticket["id"]
+    assert got["payload"]["transcript"] == TRANSCRIPT
+    assert got["payload"]["citizen_contact"] == "138****5678"
+    assert got["payload"]["callback_url"] == "http://127.0.0.1:9/cb"
+    assert dead_letters(rq_redis) == []
+
+
+def test_the_same_idempotency_key_makes_one_ticket(db, rq_redis, queue_name, settings, sim):
+    d = dispatch(sim, queue=queue_name)
+    a = new_ticket(db, rq_redis, settings, d, idempotency_key="click-1")
+    b = new_ticket(db, rq_redis, settings, d, idempotency_key="click-1")
+    assert a["id"] == b["id"]
+    assert len(jobs.queue(queue_name, rq_redis)) == 1
+
+
+def test_failures_are_retried_until_sent_and_recorded_once(db, rq_redis, queue_name, settings):
+    with RunningSim(HotlineSim(SECRET, fail_first=2)) as sim:
+        ticket = new_ticket(db, rq_redis, settings, dispatch(sim, queue=queue_name))
+        work(queue_name, rq_redis)
+        row = db(lambda e: get_ticket(e, ticket["id"]))
+        assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 3, None)
+        assert sim.sim.failed == 2 and sim.sim.requests == 3
+        assert [t["deliveries"] for t in sim.sim.tickets.values()] == [1]
+    assert dead_letters(rq_redis) == []
+
+
+def test_exhausted_attempts_end_dead_in_the_dead_letter_list(db, rq_redis, queue_name, settings):
+    with RunningSim(HotlineSim(SECRET, fail_first=100)) as sim:
+        ticket = new_ticket(db, rq_redis, settings,
+                            dispatch(sim, queue=queue_name).model_copy(update={"max_attempts": 3}))
+        job_id = jobs.queue(queue_name, rq_redis).job_ids[0]
+        work(queue_name, rq_redis)
+        assert sim.sim.requests == 3 and sim.sim.tickets == {}
+    row = db(lambda e: get_ticket(e, ticket["id"]))
+    assert (row["status"], row["attempts"]) == ("dead", 3)
+    assert "HTTP 503" in row["last_error"]
+    assert Job.fetch(job_id, connection=rq_redis).get_status() == JobStatus.FAILED
+    [dead] = dead_letters(rq_redis)
+    assert (dead["ticket_id"], dead["unit"], dead["attempts"]) == (ticket["id"], "rsj", 3)
+    assert dead_letters(rq_redis, units=["gaj"]) == []
+
+
+def test_a_refused_ticket_is_dead_without_retries(db, rq_redis, queue_name, settings, sim):
+    d = dispatch(sim, queue=queue_name).model_copy(update={"secret": "not-the-secret"})
+    ticket = new_ticket(db, rq_redis, settings, d)
+    work(queue_name, rq_redis)
+    row = db(lambda e: get_ticket(e, ticket["id"]))
+    assert (row["status"], row["attempts"]) == ("dead", 1)
+    assert "HTTP 401" in row["last_error"]
+    assert [x["ticket_id"] for x in dead_letters(rq_redis)] == [ticket["id"]]
+    assert sim.sim.tickets == {}
+
+
+def test_an_unreachable_endpoint_is_retried_then_dead(db, rq_redis, queue_name, settings):
+    d = DispatchConfig(endpoint="http://127.0.0.1:9/tickets", secret=SECRET, retry_intervals=[0],
+                       max_attempts=2, timeout_s=2, queue=queue_name)
+    ticket = new_ticket(db, rq_redis, settings, d)
+    work(queue_name, rq_redis)
+    row = db(lambda e: get_ticket(e, ticket["id"]))
+    assert (row["status"], row["attempts"]) == ("dead", 2)
+    assert "cannot reach" in row["last_error"]
+
+
+def test_a_crash_after_the_post_still_delivers_once(db, rq_redis, queue_name, settings, sim):
+    """The worker POSTed, then died before marking the ticket sent; RQ runs the job again."""
+    d = dispatch(sim, queue=queue_name)
+    ticket = new_ticket(db, rq_redis, settings, d)
+
+    # what the killed worker did: claimed the ticket (attempt 1) and POSTed it
+    async def crashed_attempt(engine):
+        async with engine.begin() as conn:
+            await conn.execute(update(tickets).where(tickets.c.id == ticket["id"])
+                               .values(status="sending", attempts=1))
+        return await get_ticket(engine, ticket["id"])
+    row = db(crashed_attempt)
+    first = post_ticket(ticket_payload(row, d), d)
+    assert first["duplicate"] is False
+
+    work(queue_name, rq_redis)  # the retry
+
+    row = db(lambda e: get_ticket(e, ticket["id"]))
+    assert (row["status"], row["attempts"]) == ("sent", 2)
+    assert row["external_id"] == first["id"]
+    [got] = sim.sim.tickets.values()
+    assert got["deliveries"] == 2  # two POSTs arrived, one ticket recorded
+
+
+def test_a_delivered_ticket_is_not_sent_again(db, rq_redis, queue_name, settings, sim):
+    d = dispatch(sim, queue=queue_name)
+    ticket = new_ticket(db, rq_redis, settings, d)
+    work(queue_name, rq_redis)
+    jobs.queue(queue_name, rq_redis).enqueue(
+        "core.tickets.deliver_ticket", ticket["id"], settings.model_dump(mode="json"),
+        d.model_dump(mode="json"))
+    work(queue_name, rq_redis)
+    assert sim.sim.requests == 1
+    assert db(lambda e: get_ticket(e, ticket["id"]))["attempts"] == 1
+
+
+# -- callbacks --------------------------------------------------------------------------------
+
+
+async def sent_ticket(engine, ticket_id="t1") -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(tickets.insert().values(
+            id=ticket_id, conversation_id="c9", unit="rsj", summary="s", transcript=[],
+            status="sent", attempts=1, idempotency_key=f"key-{ticket_id}", external_id=None,
+            created_at=now, updated_at=now))
+
+
+def signed(payload: dict, secret: str = SECRET, at: float | None = None):
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    h = signed_headers(secret, body, now=at)
+    return body, h["X-Bangban-Signature"], h["X-Bangban-Timestamp"]
+
+
+async def test_callbacks_move_the_ticket_forward_idempotently(engine):
+    await sent_ticket(engine)
+
+    async def call(status, **kw):
+        body, sig, ts = signed({"ticket_id": "t1", "status": status, **kw})
+        return await apply_callback(engine, body, signature=sig, timestamp=ts, secret=SECRET)
+
+    first = await call("accepted", external_id="12345-000042")
+    assert (first["status"], first["changed"], first["conversation_id"]) == ("accepted", True,
+                                                                             "c9")
+    assert (await call("accepted"))["changed"] is False
+    assert (await call("办结"))["status"] == "done"
+    stale = await call("accepted")
+    assert (stale["status"], stale["changed"]) == ("done", False)
+    row = await get_ticket(engine, "t1")
+    assert (row["status"], row["external_id"]) == ("done", "12345-000042")
+
+
+async def test_callbacks_with_a_bad_signature_are_refused(engine):
+    await sent_ticket(engine)
+    body, sig, ts = signed({"ticket_id": "t1", "status": "returned"}, secret="wrong-secret")
+    with pytest.raises(BadSignature):
+        await apply_callback(engine, body, signature=sig, timestamp=ts, secret=SECRET)
+    body, sig, ts = signed({"ticket_id": "t1", "status": "returned"}, at=time.time() - 3600)
+    with pytest.raises(BadSignature):  # replayed an hour later
+        await apply_callback(engine, body, signature=sig, timestamp=ts, secret=SECRET)
+    body, sig, ts = signed({"ticket_id": "t1", "status": "returned"})
+    tampered = body.replace(b"returned", b"done")
+    with pytest.raises(BadSignature):
+        await apply_callback(engine, tampered, signature=sig, timestamp=ts, secret=SECRET)
+    with pytest.raises(BadSignature):
+        await apply_callback(engine, body, signature=None, timestamp=None, secret=SECRET)
+    assert (await get_ticket(engine, "t1"))["status"] == "sent"
+
+
+async def test_the_simulator_sends_callbacks_the_handler_applies(engine, aiohttp_server):
+    app = web.Application()
+    app.router.add_post("/hotline/callback", callback_handler(engine, SECRET))
+    server = await aiohttp_server(app, host="127.0.0.1")
+    to = f"http://127.0.0.1:{server.port}/hotline/callback"
+    await sent_ticket(engine)
+    row = await get_ticket(engine, "t1")
+    d = DispatchConfig(endpoint="http://127.0.0.1:9/tickets", secret=SECRET)
+
+    with RunningSim(HotlineSim(SECRET)) as sim:
+        d = d.model_copy(update={"endpoint": f"{sim.url}/tickets"})
+        answer = await asyncio.to_thread(post_ticket, ticket_payload(row, d), d)
+        async with ClientSession() as http:
+            async def cb(status, where=to):
+                async with http.post(f"{sim.url}/tickets/{answer['id']}/callback",
+                                     params={"status": status, "to": where}) as resp:
+                    return resp.status, await resp.json()
+
+            status, out = await cb("accepted")
+            assert status == 200 and out["status"] == 200, out
+            assert (await get_ticket(engine, "t1"))["status"] == "accepted"
+            status, out = await cb("returned")
+            assert json.loads(out["response"])["status"] == "returned"
+            assert (await cb("closed"))[0] == 400
+
+            # a forged callback straight to the handler is refused
+            body, sig, ts = signed({"ticket_id": "t1", "status": "done"}, secret="forged-key")
+            async with http.post(to, data=body, headers={
+                    "X-Bangban-Signature": sig, "X-Bangban-Timestamp": ts}) as resp:
+                assert resp.status == 401
+            async with http.post(to, data=b"{}", headers=signed_headers(SECRET, b"{}")) as resp:
+                assert resp.status == 400
+    assert (await get_ticket(engine, "t1"))["status"] == "returned"
+
+
+# -- small pieces -----------------------------------------------------------------------------
+
+
+def test_sign_and_verify():
+    body = b'{"a":1}'
+    sig = sign(SECRET, "1700000000", body)
+    assert sig.startswith("sha256=") and len(sig) == 71
+    verify(SECRET, body, sig, "1700000000", now=1700000100)
+    for args in [(body + b" ", sig, "1700000000"), (body, sig, "1700000001"),
+                 (body, sig, "not-a-time"), (body, "", "1700000000")]:
+        with pytest.raises(BadSignature):
+            verify(SECRET, *args, now=1700000100)
+    with pytest.raises(BadSignature):
+        verify(SECRET, body, sig, "1700000000", now=1700000000 + 301)
+
+
+@pytest.mark.parametrize("raw, masked", [
+    ("13812345678", "138****5678"), ("138-1234-5678", "138****5678"),
+    ("021-12345678", "021****5678"), (None, None), ("", None), ("ab", "**"),
+    ("wx_user_abc", "w********c"),
+])
+def test_mask_contact(raw, masked):
+    assert mask_contact(raw) == masked
+
+
+def test_dispatch_config_is_validated():
+    from pydantic import ValidationError
+
+    for bad in [{"endpoint": "ftp://x", "secret": SECRET}, {"endpoint": "http://x", "secret": "s"},
+                {"endpoint": "http://x", "secret": SECRET, "retry_intervals": [-1]},
+                {"endpoint": "http://x", "secret": SECRET, "max_attempts": 0}]:
+        with pytest.raises(ValidationError):
+            DispatchConfig.model_validate(bad)
+    d = DispatchConfig(endpoint="http://x", secret=SECRET)
+    assert (d.retry().max, d.retry().intervals) == (4, [5, 30, 120, 600])
+    assert d.model_copy(update={"max_attempts": 1}).retry() is None
