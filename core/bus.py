@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from .dialog.models import Outbound
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,5 @@ class Bus:
             log.warning("bus not subscribed yet; continuing (it retries in the background)")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
+        self._task = None

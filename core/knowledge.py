@@ -26,6 +26,7 @@ from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
 from .nlu.text import Analyzer
 from .reference import load_matters
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,5 @@ class Knowledge:
             self._task = asyncio.create_task(self._poll(), name="knowledge-refresh")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
