@@ -21,6 +21,7 @@ from .dialog.bot import Bot
 from .dialog.service import DialogService
 from .hub import Hub
 from .knowledge import Knowledge
+from .ratings import RatingStore
 from .config import Settings
 from .db import create_engine, upgrade
 from .errors import BangbanError, ConfigError, Conflict, NotFound, ValidationFailed
@@ -88,7 +89,8 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
     hub.bus = Bus(hub.redis, settings.redis.prefix)
     hub.dialog = DialogService(hub.conversations, bot, hub.redis, hub.bus,
                                prefix=settings.redis.prefix,
-                               context_ttl_s=settings.bot.context_ttl_s)
+                               context_ttl_s=settings.bot.context_ttl_s,
+                               ratings=RatingStore(hub.engine))
     hub.bus.subscribe(hub.dispatch)
     await hub.bus.start()
     started = []

@@ -51,6 +51,8 @@ class Context(BaseModel):
     options: list[str] = Field(default_factory=list)
     last_entry: str | None = None
     last_question: str | None = None
+    #: message id of the last answer, which a 已解决/未解决 rates
+    last_answer_message: str | None = None
     turns: int = 0
 
 
@@ -68,6 +70,8 @@ class BotReply:
     handoff: bool = False
     #: ask the citizen to rate this answer (已解决 / 未解决)
     rate: bool = False
+    #: the citizen rated the last answer: resolved (True) or not (False)
+    rated: bool | None = None
 
 
 def calibrate(score: float, policy: BotPolicy) -> float:
@@ -147,14 +151,14 @@ class Bot:
             return self._handoff(ctx)
         if kind == "resolved" and arg == "yes":
             return BotReply("rating", "感谢您的评价！很高兴能帮到您，还有其他问题可以继续问小申。",
-                            meta=AnswerMeta(entry_id=ctx.last_entry))
+                            meta=AnswerMeta(entry_id=ctx.last_entry), rated=True)
         if kind == "resolved" and arg == "no":
             return BotReply(
                 "rating",
                 "很抱歉没能解决您的问题。您可以换个说法再问一次，也可以转线上人工帮办，"
                 "或拨打12345市民服务热线。",
                 quick_replies=[HUMAN_REPLY], links=[HOTLINE_LINK],
-                meta=AnswerMeta(entry_id=ctx.last_entry), unanswered="unresolved")
+                meta=AnswerMeta(entry_id=ctx.last_entry), unanswered="unresolved", rated=False)
         return None
 
     # -- understanding free text --------------------------------------------------------------

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from ..bus import Bus
 from ..conversations import Conversation, ConversationStore, StoredMessage
 from ..conversations import new_id
+from ..ratings import RatingStore
 from .bot import HOTLINE_LINK, HUMAN_REPLY, RESOLVED, Bot, BotReply, Context
 from .models import Inbound, Outbound, RatingRequest
 
@@ -76,7 +77,7 @@ def _reply_item(reply: BotReply) -> dict:
 class DialogService:
     def __init__(self, conversations: ConversationStore, bot: Bot, redis: aioredis.Redis,
                  bus: Bus, *, prefix: str = "bangban:", human: HumanHelp | None = None,
-                 context_ttl_s: int = 1800) -> None:
+                 context_ttl_s: int = 1800, ratings: RatingStore | None = None) -> None:
         self.conversations = conversations
         self.bot = bot
         self.redis = redis
@@ -84,6 +85,7 @@ class DialogService:
         self.prefix = prefix
         self.human = human or HotlineReferral()
         self.context_ttl_s = context_ttl_s
+        self.ratings = ratings
 
     # -- live context -------------------------------------------------------------------------
     def _ctx_key(self, conversation_id: str) -> str:
@@ -137,6 +139,7 @@ class DialogService:
             return HandleResult(conv.id, stored[0].seq)
 
         ctx = await self.load_context(conv.id)
+        rated_message = ctx.last_answer_message
         replies = self._respond(inbound, ctx)
         if any(r.handoff for r in replies):
             replies += await self.human.request(conv, ctx.matter, inbound)
@@ -144,7 +147,14 @@ class DialogService:
         stored = await self.conversations.append(
             conv.id, inbound.channel, [citizen_item, *map(_reply_item, replies)])
         outs = [m.to_outbound() for m in stored[1:]]
-        for reply in replies:
+        for reply, out in zip(replies, outs, strict=True):
+            if reply.rate:
+                ctx.last_answer_message = out.message_id
+            if reply.rated is not None and rated_message and self.ratings is not None:
+                # 好差评 of the bot segment: one rating per answer, a second tap updates it
+                await self.ratings.record(conversation_id=conv.id, segment="bot",
+                                          target=rated_message, channel=inbound.channel,
+                                          resolved=reply.rated)
             if reply.unanswered:
                 question = inbound.text if reply.unanswered == "fallback" else (
                     ctx.last_question or inbound.text)

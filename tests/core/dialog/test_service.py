@@ -283,3 +283,32 @@ async def test_the_bus_delivers_outbounds_to_a_subscriber_in_another_process(
     assert outs[1].text == result.replies[0].text
     assert outs[1].meta.entry_id == "M34-faq-01"
     assert {o.conversation_id for o in outs} == {result.conversation_id}
+
+
+# -- 好差评 of the bot segment ----------------------------------------------------------------
+
+
+async def test_resolved_taps_rate_the_answer_once_and_a_second_tap_updates_it(
+        engine, redis, bot, prefix, user):
+    from sqlalchemy import select
+
+    from core.db.schema import ratings
+    from core.ratings import RatingStore
+
+    service = DialogService(ConversationStore(engine), bot, redis, Bus(redis, prefix),
+                            prefix=prefix, ratings=RatingStore(engine))
+    answered = await service.handle(say(user, "个税清单怎么开"))
+    answer = answered.replies[0]
+    assert answer.action == "answer" and answer.rating is not None
+    await service.handle(say(user, "未解决", kind="quick_reply", payload="resolved:no"))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(ratings))).mappings().all()
+    assert [(r["segment"], r["target"], r["resolved"]) for r in rows] == [
+        ("bot", answer.message_id, False)]
+
+    # changing one's mind updates the same rating rather than adding a second
+    await service.handle(say(user, "已解决", kind="quick_reply", payload="resolved:yes"))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(ratings))).mappings().all()
+    assert len(rows) == 1 and rows[0]["resolved"] is True
+    assert rows[0]["target"] == answer.message_id == answer.rating.target
