@@ -116,7 +116,7 @@ class BotSettings(_Section):
     """Thresholds of the answer / clarify / fallback decision (config section ``bot``)."""
 
     #: logistic calibration of the retrieval score: confidence = σ(slope · (score − midpoint))
-    midpoint: float = 0.42
+    midpoint: float = 0.38
     slope: float = 10.0
     answer_confidence: float = Field(0.5, ge=0, le=1)
     #: candidates whose scores are within this of the best are "close"

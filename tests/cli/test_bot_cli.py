@@ -64,7 +64,7 @@ def test_ask_json_prints_one_line_per_question(seeded):
 
 
 def test_ask_with_context_lets_a_number_pick_an_offered_choice(seeded):
-    offer, picked = json_lines(seeded("ask", "--json", "--context", "地址变更", "2"))
+    offer, picked = json_lines(seeded("ask", "--json", "--context", "证件丢了", "2"))
     assert offer["action"] == "clarify" and len(offer["suggestions"]) == 3, offer
     assert picked["action"] == "answer", picked
     assert picked["entry_id"] == offer["suggestions"][1]

@@ -22,7 +22,7 @@ from core.paths import config_dir
 
 RESOLVED_PAYLOADS = ["resolved:yes", "resolved:no"]
 #: close candidates from three different matters (人社 personal data, 居住登记, 居住证签注)
-AMBIGUOUS = "地址变更"
+AMBIGUOUS = "证件丢了"
 
 
 @functools.cache
