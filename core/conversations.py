@@ -9,12 +9,12 @@ from datetime import UTC, datetime, time as dtime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .db.schema import channel_identities, citizens, conversations, messages, unanswered
-from .dialog.models import Inbound, Outbound, utcnow
+from .dialog.models import Outbound, utcnow
 from .errors import NotFound
 from .workdays import add_workdays
 
@@ -177,13 +177,6 @@ class ConversationStore:
             rows = (await conn.execute(q)).mappings().all()
         return [StoredMessage(**{k: r[k] for k in StoredMessage.__slots__}) for r in rows]
 
-    async def citizen_history(self, channel: str, channel_user: str, *, limit: int = 200
-                              ) -> tuple[Conversation | None, list[StoredMessage]]:
-        conv = await self.current(channel, channel_user, create=False)
-        if conv is None:
-            return None, []
-        return conv, await self.history(conv.id, limit=limit)
-
     # -- the KB gap list ----------------------------------------------------------------------
     async def record_unanswered(self, conversation_id: str, message_id: str | None, question: str,
                                 reason: str, *, matter: str | None = None,
@@ -206,4 +199,4 @@ class ConversationStore:
     async def count_messages(self, conversation_id: str) -> int:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(func.count()).select_from(messages).where(
-                and_(messages.c.conversation_id == conversation_id)))).scalar_one()
+                messages.c.conversation_id == conversation_id))).scalar_one()

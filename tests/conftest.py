@@ -118,6 +118,26 @@ async def redis(redis_url) -> AsyncIterator:
     await client.aclose()
 
 
+@pytest.fixture
+def rq_redis(redis_url):
+    """A synchronous client for RQ (queues, workers) on the test Redis."""
+    from core.redisconn import sync_client
+
+    connection = sync_client(redis_url)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def queue_name(rq_redis) -> str:
+    """A queue of this test's own, so a worker never picks up another test's jobs."""
+    from core import jobs
+
+    name = f"test-{secrets.token_hex(4)}"
+    yield name
+    jobs.queue(name, rq_redis).delete(delete_jobs=True)
+
+
 # -- settings and the app ---------------------------------------------------------------------
 
 

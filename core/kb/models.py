@@ -8,7 +8,6 @@ list or the seed's wire format (``a~b``; terminals ``pc-app``).
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from functools import cache

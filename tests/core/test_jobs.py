@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,6 @@ from core import jobs
 from core.config import Settings
 from core.db import create_engine, upgrade
 from core.kb.store import KbStore, parse_entry
-from core.redisconn import sync_client
 from tests.conftest import bangban_executable
 
 NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
@@ -55,21 +53,6 @@ def kb_database(empty_database_url) -> str:
 
     asyncio.run(fill())
     return empty_database_url
-
-
-@pytest.fixture
-def rq_redis(redis_url):
-    connection = sync_client(redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def queue_name(rq_redis) -> str:
-    """A queue of this test's own, so a worker never picks up another test's jobs."""
-    name = f"test-{secrets.token_hex(4)}"
-    yield name
-    jobs.queue(name, rq_redis).delete(delete_jobs=True)
 
 
 def run_burst_worker(queue, connection) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 
 import pytest
@@ -17,7 +16,6 @@ from core import jobs
 from core.db import create_engine
 from core.db.schema import tickets
 from core.hotline_sim import HotlineSim, RunningSim
-from core.redisconn import sync_client
 from core.tickets import (
     DEAD_LETTERS_KEY,
     BadSignature,
@@ -41,20 +39,12 @@ TRANSCRIPT = [{"sender": "citizen", "text": "社保卡丢了怎么补办？"},
               {"sender": "agent", "text": "需要派单给区里核实。"}]
 
 
-@pytest.fixture
-def rq_redis(redis_url):
-    connection = sync_client(redis_url)
-    connection.delete(DEAD_LETTERS_KEY)
-    yield connection
-    connection.delete(DEAD_LETTERS_KEY)
-    connection.close()
-
-
-@pytest.fixture
-def queue_name(rq_redis) -> str:
-    name = f"test-{secrets.token_hex(4)}"
-    yield name
-    jobs.queue(name, rq_redis).delete(delete_jobs=True)
+@pytest.fixture(autouse=True)
+def no_dead_letters(rq_redis):
+    """The dead-letter list is shared by all queues: start and end every test without one."""
+    rq_redis.delete(DEAD_LETTERS_KEY)
+    yield
+    rq_redis.delete(DEAD_LETTERS_KEY)
 
 
 @pytest.fixture

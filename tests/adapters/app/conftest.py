@@ -1,21 +1,17 @@
 """A real app (database, Redis, bus) with only the APP channel, and a signing test client.
 
-Building the bot's knowledge snapshot takes ~10 s per app start (jieba and the intent model),
-so one snapshot per distinct KB content is built once per session and reused; every test still
-gets its own fresh database, Redis and running service.
+Every test gets its own fresh database, Redis and running service; core.knowledge reuses the
+bot's snapshot for identical KB content, so app starts stay fast.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 from typing import Any
 
 import pytest
 from yarl import URL
 
-import core.knowledge as knowledge
 from adapters.app import AppAdapter
 from adapters.app.signing import sign_request
 from core.app import create_app
@@ -27,23 +23,6 @@ APP_A, KEY_A = "gov-app", "k" * 16 + "A-0123456789abcdef"
 APP_B, KEY_B = "partner-app", "z" * 16 + "B-0123456789abcdef"
 KEYS = {APP_A: KEY_A, APP_B: KEY_B}
 MESSAGES = "/api/app/v1/messages"
-
-_SNAPSHOTS: dict[str, knowledge.Snapshot] = {}
-_build_snapshot = knowledge.build_snapshot
-
-
-def _cached_build(entries, fingerprint: tuple = ()) -> knowledge.Snapshot:
-    digest = hashlib.sha256("\n".join(sorted(e.model_dump_json() for e in entries)).encode())
-    key = digest.hexdigest()
-    if key not in _SNAPSHOTS:
-        _SNAPSHOTS[key] = _build_snapshot(entries, fingerprint)
-    return dataclasses.replace(_SNAPSHOTS[key], fingerprint=fingerprint)
-
-
-@pytest.fixture(autouse=True)
-def fast_knowledge(monkeypatch):
-    monkeypatch.setattr(knowledge, "build_snapshot", _cached_build)
-
 
 def with_app_channel(settings: Settings, **extra: Any) -> Settings:
     channel = {"enabled": True, "apps": dict(KEYS), **extra}

@@ -1,15 +1,12 @@
 """Fixtures of the web channel's tests: the real app with the seed KB, on the test DB and Redis.
 
-Building the bot's knowledge snapshot from the whole seed takes ~10 s (training the intent
-model), so one snapshot per distinct KB content is built once per session and reused; every
-test still loads the seed into its own fresh database and runs the real service around it.
+Every test loads the seed into its own fresh database and runs the real service around it;
+core.knowledge reuses the bot's snapshot for identical KB content, so that stays fast.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,28 +15,10 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-import core.knowledge as knowledge
 from adapters.web import WebAdapter
 from core.config import Settings
 from core.kb.seed import load_seed_if_empty
 from core.kb.store import KbStore
-
-_SNAPSHOTS: dict[str, knowledge.Snapshot] = {}
-_build_snapshot = knowledge.build_snapshot
-
-
-def _cached_build(entries, fingerprint: tuple = ()) -> knowledge.Snapshot:
-    key = hashlib.sha256("\n".join(sorted(e.model_dump_json() for e in entries)).encode())
-    digest = key.hexdigest()
-    if digest not in _SNAPSHOTS:
-        _SNAPSHOTS[digest] = _build_snapshot(entries, fingerprint)
-    return dataclasses.replace(_SNAPSHOTS[digest], fingerprint=fingerprint)
-
-
-@pytest.fixture
-def fast_knowledge(monkeypatch):
-    monkeypatch.setattr(knowledge, "build_snapshot", _cached_build)
-
 
 @pytest.fixture
 async def seeded(engine, settings) -> int:
@@ -51,7 +30,7 @@ def web_settings(settings: Settings, **web: Any) -> Settings:
 
 
 @pytest.fixture
-def make_client(aiohttp_client, settings, redis, seeded, fast_knowledge
+def make_client(aiohttp_client, settings, redis, seeded
                 ) -> Callable[..., Awaitable[TestClient]]:
     """A running app with only the web channel; keyword arguments are ``channels.web``."""
     from core.app import create_app

@@ -73,7 +73,7 @@ async def embedder():
 
 
 @pytest.fixture
-async def server(settings, redis, seeded, fast_knowledge, embedder):
+async def server(settings, redis, seeded, embedder):
     from core.app import create_app
 
     app = create_app(web_settings(settings, allowed_origins=[embedder["origin"]]),
