@@ -72,11 +72,22 @@ _CACHE: dict[str, Snapshot] = {}
 _CACHE_SIZE = 4
 
 
-def _build(entries: list[KbEntryBase], fingerprint: tuple) -> Snapshot:
-    matters = load_matters()
+def kb_analyzer(entries: Sequence[KbEntryBase]) -> Analyzer:
+    """The analyzer the bot uses for this KB: synonyms plus its term names and matter names as
+    words. `kb search` and `eval --mode retrieval` use it too, so they rank as the bot does."""
     extra_words = [e.display_title for e in entries if e.type == "term"]
-    extra_words += [m.name for m in matters.matters if len(m.name) <= 12]
-    analyzer = Analyzer(extra_words=extra_words)
+    extra_words += [m.name for m in load_matters().matters if len(m.name) <= 12]
+    return Analyzer(extra_words=extra_words)
+
+
+def search_index(entries: Sequence[KbEntryBase]) -> KbIndex:
+    """The bot's search index alone (no intent model), over the answerable entries."""
+    entries = answerable(entries)
+    return KbIndex(entries, kb_analyzer(entries))
+
+
+def _build(entries: list[KbEntryBase], fingerprint: tuple) -> Snapshot:
+    analyzer = kb_analyzer(entries)
     start = time.perf_counter()
     index = KbIndex(entries, analyzer)
     questions = [q for e in entries if e.type in ("faq", "guide")

@@ -84,11 +84,9 @@ def ask(settings: Settings, text: tuple[str, ...], as_json: bool, context: bool)
 @settings_options
 def kb_search(settings: Settings, query: tuple[str, ...], top: int, as_json: bool) -> None:
     """Rank KB entries for QUERY (retrieval only, no dialog policy)."""
-    from ..knowledge import answerable
-    from ..nlu.index import KbIndex
-    from ..nlu.text import Analyzer
+    from ..knowledge import search_index
 
-    index = KbIndex(answerable(_entries(settings)), Analyzer())
+    index = search_index(_entries(settings))
     hits = index.search(" ".join(query), top=top)
     if as_json:
         click.echo(json.dumps([{"entry_id": h.entry_id, "type": h.type, "score": round(h.score, 4),
@@ -116,14 +114,12 @@ def eval_cmd(settings: Settings, file: Path, mode: str, as_json: bool, misses: b
     accuracy per expected class and per group, then overall (last line).
     """
     from ..evaluation import evaluate_dialog, evaluate_retrieval, format_report, load_cases
-    from ..knowledge import answerable
-    from ..nlu.index import KbIndex
-    from ..nlu.text import Analyzer
+    from ..knowledge import search_index
 
     cases = load_cases(file)
     start = time.perf_counter()
     if mode == "retrieval":
-        index = KbIndex(answerable(_entries(settings)), Analyzer())
+        index = search_index(_entries(settings))
         report = evaluate_retrieval(index, cases)
     else:
         report = evaluate_dialog(_bot(settings), cases)
