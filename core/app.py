@@ -15,7 +15,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from .appkeys import ENGINE, HUB, KB_STORE, REDIS, REDIS_URL, SETTINGS
-from .bus import Bus
+from .bus import Bus, Events
+from .handoff.wiring import build as build_handoff
+from .notify import Notifier
 from .conversations import ConversationStore
 from .dialog.bot import Bot
 from .dialog.service import DialogService
@@ -24,7 +26,7 @@ from .knowledge import Knowledge
 from .ratings import RatingStore
 from .config import Settings
 from .db import create_engine, upgrade
-from .errors import BangbanError, ConfigError, Conflict, NotFound, ValidationFailed
+from .errors import BangbanError, ConfigError, Conflict, Forbidden, NotFound, ValidationFailed
 from .health import routes as health_routes
 from .kb.seed import load_seed_if_empty
 from .kb.store import KbStore
@@ -32,7 +34,7 @@ from .redisconn import async_client, embedded_for
 
 log = logging.getLogger(__name__)
 
-_STATUS = {NotFound: 404, Conflict: 409, ValidationFailed: 422}
+_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, ValidationFailed: 422}
 
 
 @web.middleware
@@ -87,12 +89,22 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.knowledge.start()
     bot = Bot(lambda: hub.knowledge.snapshot, settings.bot, link_for=_link_for(hub))
     hub.bus = Bus(hub.redis, settings.redis.prefix)
+    hub.events = Events(hub.redis, settings.redis.prefix)
+    hub.notifier = Notifier(hub.conversations, hub.bus)
+    hub.handoff = hub.desk = None
+    if settings.handoff.enabled:
+        hub.handoff, hub.desk = build_handoff(hub, settings)
     hub.dialog = DialogService(hub.conversations, bot, hub.redis, hub.bus,
                                prefix=settings.redis.prefix,
                                context_ttl_s=settings.bot.context_ttl_s,
-                               ratings=RatingStore(hub.engine))
+                               ratings=RatingStore(hub.engine), human=hub.handoff)
+    if hub.desk is not None:
+        hub.desk.contexts = hub.dialog
     hub.bus.subscribe(hub.dispatch)
     await hub.bus.start()
+    await hub.events.start()
+    if hub.handoff is not None:
+        await hub.handoff.start()
     started = []
     try:
         for adapter in hub.adapters.values():
@@ -105,6 +117,9 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
+        if hub.handoff is not None:
+            await hub.handoff.stop()
+        await hub.events.stop()
         await hub.bus.stop()
         await hub.knowledge.stop()
 

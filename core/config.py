@@ -131,6 +131,49 @@ class BotSettings(_Section):
     context_ttl_s: int = Field(1800, ge=60)
 
 
+class HandoffSettings(_Section):
+    """Online human help (线上人工帮办): the queue, the agent workspace, attachments."""
+
+    #: false: requests for a person get the 12345 referral, as before any agent desk existed
+    enabled: bool = True
+    #: working hours, caps and SLAs per unit; null: the shipped config/units.yaml
+    units_file: Path | None = None
+    #: banned phrases (禁语) checked in agents' messages; null: config/banned_phrases.yaml
+    banned_phrases_file: Path | None = None
+    #: an agent whose workspace sent no heartbeat for this long counts as offline
+    heartbeat_ttl_s: float = Field(30.0, ge=5)
+    #: how often each process assigns waiting citizens, checks SLAs and overflows
+    sweep_interval_s: float = Field(1.0, gt=0, le=60)
+    #: a citizen's or agent's picture / voice message may be at most this large
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_voice_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+
+
+class DispatchSettings(_Section):
+    """12345 dispatch (派单): where tickets go and how 12345's callbacks are checked."""
+
+    #: the 12345 receiver's URL; null: dispatch is off (the workspace says so)
+    endpoint: str | None = None
+    #: HMAC-SHA256 key shared with 12345 for tickets and callbacks (at least 8 characters)
+    secret: str | None = Field(None, min_length=8)
+    retry_intervals: list[int] = Field(default_factory=lambda: [5, 30, 120, 600])
+    max_attempts: int = Field(5, ge=1, le=50)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    #: sent with each ticket so 12345 knows where to post status updates; null: derived from
+    #: server.public_url + /api/hotline/v1/callback
+    callback_url: str | None = None
+    queue: str = "default"
+
+    @field_validator("secret")
+    @classmethod
+    def _no_blank(cls, v: str | None) -> str | None:
+        return v or None
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.endpoint and not self.secret:
+            raise ValueError("dispatch.endpoint is set, so dispatch.secret is required")
+
+
 class Settings(_Section):
     data_dir: Path = Path("var")
     server: ServerSettings = ServerSettings()
@@ -140,6 +183,8 @@ class Settings(_Section):
     worker: WorkerSettings = WorkerSettings()
     logging: LoggingSettings = LoggingSettings()
     bot: BotSettings = BotSettings()
+    handoff: HandoffSettings = HandoffSettings()
+    dispatch: DispatchSettings = DispatchSettings()
     #: per-channel adapter settings, validated by each adapter's own config model at start-up
     channels: dict[str, dict[str, Any]] = {}
 

@@ -58,7 +58,7 @@ class StoredMessage:
     def to_outbound(self) -> Outbound:
         """Any stored message (the citizen's included) in the shape channels render."""
         body = dict(self.body)
-        for inbound_only in ("payload", "attachments", "channel_meta"):
+        for inbound_only in ("payload", "channel_meta"):
             body.pop(inbound_only, None)
         return Outbound.model_validate({
             **body, "conversation_id": self.conversation_id, "message_id": self.id,

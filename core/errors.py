@@ -31,6 +31,12 @@ class NotFound(BangbanError):
     code = "not_found"
 
 
+class Forbidden(BangbanError):
+    """The signed-in user may not read or act on this (e.g. another unit's conversation)."""
+
+    code = "forbidden"
+
+
 class Conflict(BangbanError):
     code = "conflict"
 

@@ -19,7 +19,9 @@ from .dialog.models import Inbound, Outbound
 if TYPE_CHECKING:
     from adapters.base import ChannelAdapter
 
-    from .bus import Bus
+    from .bus import Bus, Events
+    from .handoff import AgentDesk, HandoffService
+    from .notify import Notifier
     from .conversations import ConversationStore
     from .dialog.service import DialogService, HandleResult
     from .kb.store import KbStore
@@ -40,6 +42,11 @@ class Hub:
         self.knowledge: Knowledge
         self.dialog: DialogService
         self.bus: Bus
+        self.events: Events
+        self.notifier: Notifier
+        #: human help; None when handoff.enabled is false
+        self.handoff: HandoffService | None = None
+        self.desk: AgentDesk | None = None
 
     @property
     def public_url(self) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -257,4 +258,86 @@ tickets = Table(
     Index("uq_tickets_idempotency_key", "idempotency_key", unique=True),
     Index("ix_tickets_conversation_id", "conversation_id"),
     Index("ix_tickets_status", "status"),
+)
+
+# -- human help (线上人工帮办) --------------------------------------------------------------------
+
+# One row per service segment of human help: a conversation's request for a person at one unit,
+# from routing to close. A transfer closes the segment ('transferred') and opens a new one at the
+# other unit, so ratings, first-response times and figures are per unit and agent. The row is the
+# truth; the Redis queue (core.queue) is a rebuildable view of the rows in state waiting/assigned.
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("channel_user", String(128), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("matter", String(8)),
+    # how routing chose the unit (core.routing Reason), or 'transfer' / 'overflow' / 'menu'
+    Column("reason", String(32), nullable=False),
+    # waiting → assigned → closed; message (留言, outside hours) → assigned → closed;
+    # or cancelled / transferred / overflowed
+    Column("state", String(16), nullable=False),
+    Column("agent", String(32)),
+    Column("agent_name", String(64)),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("assigned_at", DateTime(timezone=True)),
+    Column("first_response_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    # resolved / unresolved / dispatched / transferred / no_reply / cancelled / overflowed
+    Column("resolution", String(16)),
+    Column("sla_breached", Boolean, nullable=False),
+    Column("previous_id", String(32)),
+    Column("note", Text),
+    # Beijing date of the request, as text, so figures group the same way on every database
+    Column("day", String(10), nullable=False),
+    Column("meta", JSON, nullable=False),
+    Index("ix_handoffs_unit_state", "unit", "state"),
+    Index("ix_handoffs_conversation_id", "conversation_id"),
+    Index("ix_handoffs_agent_state", "agent", "state"),
+    Index("ix_handoffs_day", "day"),
+)
+
+# "Propose for KB" (纳入知识库): an agent's answer kept as a candidate entry for KB operators.
+kb_candidates = Table(
+    "kb_candidates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(32), nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("matter", String(8)),
+    Column("unit", String(32)),
+    Column("proposed_by", String(32), nullable=False),
+    # candidate → accepted (became entry_id) | rejected
+    Column("status", String(16), nullable=False),
+    Column("entry_id", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", String(32)),
+    Index("uq_kb_candidates_message_id", "message_id", unique=True),
+    Index("ix_kb_candidates_status", "status"),
+)
+
+# Images and voice messages sent in conversations (citizens' screenshots, agents' pictures).
+# The bytes live in SQL so every process on every machine can serve them; size and type are
+# checked before they get here (core.attachments).
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", String(32), nullable=False),
+    Column("uploader", String(16), nullable=False),  # citizen / agent
+    Column("uploader_id", String(128), nullable=False),
+    Column("kind", String(8), nullable=False),  # image / voice
+    Column("mime", String(100), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("name", String(200)),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_attachments_conversation_id", "conversation_id"),
 )

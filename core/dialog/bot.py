@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +55,12 @@ class Context(BaseModel):
     #: message id of the last answer, which a 已解决/未解决 rates
     last_answer_message: str | None = None
     turns: int = 0
+    #: region code the citizen chose when human help asked for their district
+    district: str | None = None
+    #: human help is waiting for the citizen's district or department choice
+    pending_handoff: str | None = None
+    #: the agent service awaiting the citizen's rating (see core.handoff.rating)
+    rating: dict[str, Any] | None = None
 
 
 @dataclass
@@ -72,6 +79,8 @@ class BotReply:
     rate: bool = False
     #: the citizen rated the last answer: resolved (True) or not (False)
     rated: bool | None = None
+    #: further Outbound parts as stored (e.g. ``queue``, ``rating``, ``sender_name``)
+    body: dict[str, Any] = field(default_factory=dict)
 
 
 def calibrate(score: float, policy: BotPolicy) -> float:

@@ -87,6 +87,27 @@ class RatingRequest(_Model):
     options: list[QuickReply] = Field(default_factory=list)
 
 
+class QueueStatus(_Model):
+    """Where a citizen stands in human help (线上人工帮办), for channels that can show it live.
+
+    Sent in a *transient* Outbound (``seq`` 0, not stored) whenever the position changes, and in
+    the stored messages that start, move or end the wait. Channels that cannot update a status
+    line in place ignore transient messages: the stored ones already say everything in text.
+    """
+
+    state: Literal["routing", "waiting", "message", "assigned", "closed", "cancelled"]
+    unit: str | None = None
+    unit_name: str | None = None
+    #: 1 = next to be served (state "waiting")
+    position: int | None = None
+    #: expected wait in seconds (state "waiting"); an estimate from the unit's recent pace
+    wait_s: int | None = None
+    #: the agent's display name (state "assigned")
+    agent_name: str | None = None
+    #: whether the citizen may cancel now (waiting / message)
+    can_cancel: bool = False
+
+
 class AnswerMeta(_Model):
     """Why the bot said what it said (for `bangban ask --json`, eval and analytics)."""
 
@@ -113,6 +134,12 @@ class Outbound(_Model):
     links: list[Link] = Field(default_factory=list)
     cards: list[Card] = Field(default_factory=list)
     rating: RatingRequest | None = None
+    #: images / voice sent by an agent (or, in the citizen's own echo, by the citizen)
+    attachments: list[Attachment] = Field(default_factory=list)
+    #: display name of the person who wrote it (sender "agent"); never a staff username
+    sender_name: str | None = None
+    #: human help status (see QueueStatus); seq 0 means a transient status update
+    queue: QueueStatus | None = None
     meta: AnswerMeta = Field(default_factory=AnswerMeta)
     created_at: datetime = Field(default_factory=utcnow)
 

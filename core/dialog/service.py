@@ -18,20 +18,36 @@ from ..bus import Bus
 from ..conversations import Conversation, ConversationStore, StoredMessage
 from ..conversations import new_id
 from ..ratings import RatingStore
+from ..nlu.text import numbered_choice
 from .bot import HOTLINE_LINK, HUMAN_REPLY, RESOLVED, Bot, BotReply, Context
 from .models import Inbound, Outbound, RatingRequest
 
 log = logging.getLogger(__name__)
 
+#: conversation states in which a person, not the bot, answers
+HUMAN_STATES = ("queued", "agent", "message")
 #: a retried platform message id is recognised for this long
 DEDUP_TTL_S = 24 * 3600
 
 
 class HumanHelp(Protocol):
-    """What happens when a citizen asks for a person (线上人工帮办)."""
+    """What happens when a citizen asks for a person (线上人工帮办).
 
-    async def request(self, conversation: Conversation, matter: str | None,
-                      inbound: Inbound) -> list[BotReply]: ...
+    ``request`` answers the request itself; ``on_payload`` takes ``handoff:…`` quick replies
+    (district, department, cancel); ``on_citizen`` sees every message while a person is (about
+    to be) serving; ``after`` runs once the replies are stored (assignment may notify at once).
+    """
+
+    async def request(self, conv: Conversation, ctx: Context, inbound: Inbound
+                      ) -> list[BotReply]: ...
+
+    async def on_payload(self, conv: Conversation, ctx: Context, payload: str,
+                         inbound: Inbound) -> list[BotReply] | None: ...
+
+    async def on_citizen(self, conv: Conversation, inbound: Inbound, message: dict
+                         ) -> list[BotReply]: ...
+
+    async def after(self, conversation_id: str) -> None: ...
 
 
 class HotlineReferral:
@@ -41,13 +57,24 @@ class HotlineReferral:
     line is added when the KB has one.
     """
 
-    async def request(self, conversation: Conversation, matter: str | None,
-                      inbound: Inbound) -> list[BotReply]:
+    async def request(self, conv: Conversation, ctx: Context, inbound: Inbound
+                      ) -> list[BotReply]:
         return [BotReply(
             "handoff",
             "线上人工帮办暂未接入本渠道。您可以拨打12345市民服务热线（7×24小时）咨询，"
             "工作人员会为您解答或转交相关部门。",
             links=[HOTLINE_LINK])]
+
+    async def on_payload(self, conv: Conversation, ctx: Context, payload: str,
+                         inbound: Inbound) -> list[BotReply] | None:
+        return None
+
+    async def on_citizen(self, conv: Conversation, inbound: Inbound, message: dict
+                         ) -> list[BotReply]:
+        return []
+
+    async def after(self, conversation_id: str) -> None:
+        return None
 
 
 @dataclass
@@ -69,7 +96,8 @@ def _reply_item(reply: BotReply) -> dict:
             "quick_replies": [q.model_dump() for q in reply.quick_replies],
             "links": [link.model_dump() for link in reply.links],
             "rating": rating,
-            "meta": reply.meta.model_dump()}
+            "meta": reply.meta.model_dump(),
+            **reply.body}
     return {"id": message_id, "sender": "bot", "kind": "text", "action": reply.action,
             "text": reply.text, "body": {k: v for k, v in body.items() if v}}
 
@@ -78,6 +106,9 @@ class DialogService:
     def __init__(self, conversations: ConversationStore, bot: Bot, redis: aioredis.Redis,
                  bus: Bus, *, prefix: str = "bangban:", human: HumanHelp | None = None,
                  context_ttl_s: int = 1800, ratings: RatingStore | None = None) -> None:
+        # imported here: core.handoff depends on this module's protocol
+        from ..handoff.rating import RatingFlow
+
         self.conversations = conversations
         self.bot = bot
         self.redis = redis
@@ -86,6 +117,7 @@ class DialogService:
         self.human = human or HotlineReferral()
         self.context_ttl_s = context_ttl_s
         self.ratings = ratings
+        self.rating_flow = RatingFlow(ratings) if ratings is not None else None
 
     # -- live context -------------------------------------------------------------------------
     def _ctx_key(self, conversation_id: str) -> str:
@@ -132,17 +164,29 @@ class DialogService:
                 "channel_meta": inbound.meta or None,
             }.items() if v},
         }
-        if conv.status in ("queued", "agent"):
+        if conv.status in HUMAN_STATES:
             # a person is (about to be) serving this citizen: the bot stays quiet
             stored = await self.conversations.append(conv.id, inbound.channel, [citizen_item])
             await self._publish(inbound, stored)
-            return HandleResult(conv.id, stored[0].seq)
+            replies = await self.human.on_citizen(
+                conv, inbound, stored[0].to_outbound().model_dump(mode="json"))
+            if not replies:
+                return HandleResult(conv.id, stored[0].seq)
+            more = await self.conversations.append(conv.id, inbound.channel,
+                                                   list(map(_reply_item, replies)))
+            outs = [m.to_outbound() for m in more]
+            await self.bus.publish(inbound.channel, inbound.channel_user, outs)
+            return HandleResult(conv.id, stored[0].seq, outs)
 
         ctx = await self.load_context(conv.id)
         rated_message = ctx.last_answer_message
-        replies = self._respond(inbound, ctx)
-        if any(r.handoff for r in replies):
-            replies += await self.human.request(conv, ctx.matter, inbound)
+        replies = await self._steps(conv, ctx, inbound)
+        handed_off = any(r.handoff for r in replies)
+        if handed_off:
+            replies += await self.human.request(conv, ctx, inbound)
+        offered = [r for r in replies if r.quick_replies]
+        if offered:
+            ctx.options = [q.payload for q in offered[-1].quick_replies]
 
         stored = await self.conversations.append(
             conv.id, inbound.channel, [citizen_item, *map(_reply_item, replies)])
@@ -165,7 +209,26 @@ class DialogService:
             await self.conversations.set_matter(conv.id, ctx.matter)
         await self.save_context(conv.id, ctx)
         await self._publish(inbound, stored, outs)
+        if handed_off or any(r.action == "handoff" for r in replies):
+            await self.human.after(conv.id)
         return HandleResult(conv.id, stored[0].seq, outs)
+
+    async def _steps(self, conv: Conversation, ctx: Context, inbound: Inbound) -> list[BotReply]:
+        """Rating flow and human-help choices first; then the bot."""
+        payload = inbound.payload
+        choice = numbered_choice(inbound.text) if not payload else None
+        if choice is not None and choice <= len(ctx.options) and \
+                ctx.options[choice - 1].startswith(("rate:", "handoff:")):
+            payload = ctx.options[choice - 1]  # "2" on a text-only channel = the 2nd button
+        if self.rating_flow is not None and (ctx.rating or (payload or "").startswith("rate:")):
+            replies = await self.rating_flow.step(conv.id, inbound.channel, ctx, inbound, payload)
+            if replies is not None:
+                return replies
+        if payload and payload.startswith("handoff:"):
+            replies = await self.human.on_payload(conv, ctx, payload, inbound)
+            if replies is not None:
+                return replies
+        return self._respond(inbound, ctx)
 
     def _respond(self, inbound: Inbound, ctx: Context) -> list[BotReply]:
         if inbound.kind in ("image", "voice") and not inbound.text:

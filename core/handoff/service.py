@@ -1,0 +1,368 @@
+"""Human help (线上人工帮办), the citizen's side: routing, the wait, assignment, the sweep.
+
+A request for a person goes through core.routing (matter → unit; districts asked with 16 quick
+replies; an unknown matter gets a department menu). Inside the unit's working hours the
+conversation joins the unit's line (core.queue) and the citizen is told their position and
+expected wait, updated live; outside them they are told the hours and leave a message (留言),
+which the unit's agents answer on the next working day on the same channel.
+
+Assignment happens at once when the request is stored (so an idle agent is notified within
+milliseconds) and again in every process's sweep (every ``sweep_interval_s``), which also
+detects first-response SLA breaches (alerting the unit's supervisors), overflows conversations
+left waiting too long, pushes position updates, and rebuilds the Redis queue from SQL when Redis
+has lost it (a restart of a Redis without persistence). SQL is the truth throughout: a segment
+is assigned in SQL by a conditional update after the atomic Redis assignment, and released from
+Redis when SQL says the citizen has already gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..bus import Events
+from ..conversations import Conversation
+from ..dialog.bot import BotReply, Context
+from ..dialog.models import Inbound, QueueStatus, QuickReply
+from ..hours import Units
+from ..notify import Notifier
+from ..queue import AssignedEntry, Queue
+from ..reference import Matters, load_matters
+from ..routing import DISTRICTS, detect_topic, route
+from ..tasks import cancel_and_wait
+from .store import Handoff, HandoffStore
+
+log = logging.getLogger(__name__)
+
+CANCEL = QuickReply(label="取消排队", payload="handoff:cancel")
+CANCEL_WORDS = {"取消", "取消排队", "不排了", "不等了", "取消人工", "取消留言"}
+#: a conversation left this many seconds after the citizen went quiet is not worth a push
+POSITION_EVERY_S = 1.0
+
+
+def _minutes(seconds: float) -> int:
+    return max(1, round(seconds / 60))
+
+
+class HandoffService:
+    """Implements core.dialog.service.HumanHelp; the agent side is core.handoff.desk."""
+
+    def __init__(self, *, store: HandoffStore, queue: Queue, units: Units, notifier: Notifier,
+                 events: Events, prefix: str = "bangban:", matters: Matters | None = None,
+                 sweep_interval_s: float = 1.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.queue = queue
+        self.units = units
+        self.notifier = notifier
+        self.events = events
+        self.matters = matters or load_matters()
+        self.sweep_interval_s = sweep_interval_s
+        self.clock = clock
+        self._marker = f"{prefix}queue:epoch"
+        self._dirty: set[str] = set()
+        self._task: asyncio.Task | None = None
+        self._lead = {m.code: m.department for m in self.matters.matters}
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def unit_name(self, unit: str | None) -> str:
+        if unit and unit in self.units:
+            return self.units[unit].name
+        return self.matters.units.get(unit or "", unit or "")
+
+    # -- the citizen asks for a person ------------------------------------------------------
+
+    async def request(self, conv: Conversation, ctx: Context, inbound: Inbound
+                      ) -> list[BotReply]:
+        topic = detect_topic(ctx.last_question) or detect_topic(inbound.text)
+        district = inbound.meta.get("district") or ctx.district
+        decision = route(ctx.matter, district=district, topic=topic, matters=self.matters)
+        if decision.action == "ask_district":
+            ctx.pending_handoff = ctx.matter or ""
+            options = [QuickReply(label=name, payload=f"handoff:district:{code}")
+                       for code, name in decision.choices]
+            options.append(QuickReply(label="不确定 / 全市通办", payload="handoff:district:310000"))
+            return [BotReply("handoff", "这个事项由各区受理。请问您在哪个区办理？", quick_replies=options)]
+        if decision.action == "choose_department":
+            ctx.pending_handoff = ""
+            options = [QuickReply(label=g.name[:60], payload=f"handoff:unit:{g.unit}")
+                       for g in decision.menu]
+            return [BotReply("handoff", "请选择您要咨询的部门，我们为您转接相应的工作人员：",
+                             quick_replies=options)]
+        return await self.open(conv, ctx, decision.unit, reason=decision.reason,
+                               matter=decision.matter, meta={"detail": decision.detail})
+
+    async def on_payload(self, conv: Conversation, ctx: Context, payload: str,
+                         inbound: Inbound) -> list[BotReply] | None:
+        """``handoff:…`` quick replies in the bot state (district, department, cancel)."""
+        _, kind, arg = (payload.split(":", 2) + ["", ""])[:3]
+        if kind == "district":
+            ctx.district = arg
+            return await self.request(conv, ctx, inbound)
+        if kind == "unit" and arg in self.units:
+            ctx.pending_handoff = None
+            return await self.open(conv, ctx, arg, reason="menu", matter=ctx.matter)
+        if kind == "cancel":
+            return [BotReply("system", "您当前没有在排队。还有其他问题可以继续问小申。")]
+        return None
+
+    async def open(self, conv: Conversation, ctx: Context, unit: str, *, reason: str,
+                   matter: str | None, previous: Handoff | None = None,
+                   meta: dict[str, Any] | None = None) -> list[BotReply]:
+        """Start a segment at ``unit``: the line when the unit is open, 留言 when it is not."""
+        ctx.pending_handoff = None
+        u = self.units[unit]
+        now = self.now()
+        state = "waiting" if u.is_open(now) else "message"
+        h = await self.store.open(
+            conversation_id=conv.id, channel=conv.channel, channel_user=conv.channel_user,
+            unit=unit, matter=matter, reason=reason, state=state,
+            previous_id=previous.id if previous else None, meta=meta, requested_at=now)
+        if state == "message":
+            await self.events.publish({"type": "message_left", "unit": unit,
+                                       "handoff": h.id, "conversation": conv.id})
+            status = QueueStatus(state="message", unit=unit, unit_name=u.name, can_cancel=True)
+            return [BotReply("handoff", u.closed_message(now) + "请直接输入您的留言内容。",
+                             quick_replies=[QuickReply(label="取消留言", payload="handoff:cancel")],
+                             body={"queue": status.model_dump()})]
+        await self.queue.enqueue(unit, conv.id, {"channel": conv.channel,
+                                                  "user": conv.channel_user},
+                                 now=self.clock())
+        self._dirty.add(unit)
+        await self.events.publish({"type": "queue", "unit": unit, "conversation": conv.id,
+                                   "handoff": h.id})
+        position = await self.queue.position(conv.id) or 1
+        wait = await self.queue.expected_wait_s(unit, position)
+        status = QueueStatus(state="waiting", unit=unit, unit_name=u.name, position=position,
+                             wait_s=int(wait), can_cancel=True)
+        return [BotReply("handoff", f"已为您接入{u.name}线上人工帮办。您前面还有{position - 1}位，"
+                         f"预计等待约{_minutes(wait)}分钟，请稍候。",
+                         quick_replies=[CANCEL], body={"queue": status.model_dump()})]
+
+    async def after(self, conversation_id: str) -> None:
+        """Called once the request's replies are stored: assign now if an agent is free."""
+        h = await self.store.current(conversation_id)
+        if h is not None and h.state == "waiting":
+            await self.assign_unit(h.unit)
+
+    # -- while a person is (about to be) serving ----------------------------------------------
+
+    async def on_citizen(self, conv: Conversation, inbound: Inbound, message: dict[str, Any]
+                         ) -> list[BotReply]:
+        """A citizen's message while queued / with an agent / leaving a message."""
+        h = await self.store.current(conv.id)
+        if h is None:
+            return []
+        wants_cancel = inbound.payload == "handoff:cancel" or (
+            inbound.text.strip(" 。.!！") in CANCEL_WORDS and h.state in ("waiting", "message"))
+        if wants_cancel and h.state in ("waiting", "message"):
+            return await self.cancel(h)
+        await self.events.publish({"type": "citizen_message", "unit": h.unit, "handoff": h.id,
+                                   "conversation": conv.id, "agent": h.agent,
+                                   "message": message})
+        return []
+
+    async def cancel(self, h: Handoff) -> list[BotReply]:
+        ended = await self.store.finish(h.id, "cancelled", "cancelled",
+                                        from_states=("waiting", "message"))
+        if ended is None:  # assigned in the meantime: the agent is already there
+            return []
+        await self.queue.cancel(h.conversation_id)
+        self._dirty.add(h.unit)
+        await self.events.publish({"type": "cancelled", "unit": h.unit, "handoff": h.id,
+                                   "conversation": h.conversation_id})
+        status = QueueStatus(state="cancelled", unit=h.unit, unit_name=self.unit_name(h.unit))
+        return [BotReply("system", "已为您取消。还有问题可以继续问小申，或随时再转人工。",
+                         body={"queue": status.model_dump()})]
+
+    # -- assignment ---------------------------------------------------------------------------
+
+    async def assign_unit(self, unit: str) -> int:
+        """Hand out the unit's line to free agents; returns how many were assigned."""
+        n = 0
+        while (a := await self.queue.assign(unit, now=self.clock())) is not None:
+            n += 1
+            self._dirty.add(unit)
+            try:
+                await self._assigned(a.conversation, a.agent, unit)
+            except Exception:
+                # the Redis assignment stands; the sweep's SQL check repairs a half-done one
+                log.exception("assignment of %s to %s not recorded", a.conversation, a.agent)
+        return n
+
+    async def _assigned(self, conversation_id: str, agent: str, unit: str) -> None:
+        h = await self.store.current(conversation_id)
+        name = await self.agent_name(agent)
+        if h is None or h.state != "waiting" or not await self.store.assign(h.id, agent, name):
+            # the citizen cancelled (or it was handled elsewhere) after joining the line
+            await self.queue.release(agent, conversation_id)
+            return
+        u = self.units[unit]
+        await self.events.publish({"type": "assigned", "unit": unit, "handoff": h.id,
+                                   "conversation": conversation_id, "agent": agent})
+        status = QueueStatus(state="assigned", unit=unit, unit_name=u.name, agent_name=name)
+        await self.notifier.tell(conversation_id, f"{u.name}工作人员{name}已为您接入，请描述您的问题。",
+                                 body={"queue": status.model_dump()})
+
+    #: set by the app: staff user id → display name
+    agent_names: Callable[[str], Any] | None = None
+
+    async def agent_name(self, agent: str) -> str:
+        if self.agent_names is None:
+            return "工作人员"
+        return await self.agent_names(agent)
+
+    # -- the sweep ----------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        await self.ensure_queue()
+        now = self.clock()
+        pipe = self.queue.redis.pipeline(transaction=False)
+        codes = list(self.units)
+        for code in codes:
+            pipe.zcard(self.queue._k("wait", code))
+        sizes = await pipe.execute()
+        for code, size in zip(codes, sizes):
+            if size:
+                await self.assign_unit(code)
+                await self._overflow(code, now)
+            await self._breaches(code, now)
+        for code in list(self._dirty):
+            self._dirty.discard(code)
+            await self._positions(code)
+
+    async def _breaches(self, unit: str, now: float) -> None:
+        for late in await self.queue.overdue(unit, now):
+            h = await self.store.current(late.conversation)
+            if h is None or not await self.store.mark_breached(h.id):
+                continue
+            log.warning("first-response SLA breached: %s at %s (%s, %.0f s late)",
+                        h.id, unit, late.state, late.late_s)
+            await self.events.publish({"type": "sla_breach", "unit": unit, "handoff": h.id,
+                                       "conversation": h.conversation_id, "agent": late.agent,
+                                       "state": late.state, "late_s": round(late.late_s)})
+
+    async def _overflow(self, unit: str, now: float) -> None:
+        u = self.units[unit]
+        for w in await self.queue.waiting(unit):
+            if now - w.enqueued_at < u.overflow_after_s:
+                break  # FIFO: the rest waited less
+            h = await self.store.current(w.conversation)
+            if h is None or h.state != "waiting":
+                continue
+            target = self.units.overflow_target(unit, self._lead.get(h.matter or ""))
+            if target is None:
+                continue
+            await self.move(h, target, state="overflowed", resolution="overflowed",
+                            reason="overflow",
+                            text=f"{u.name}当前咨询较多，已为您转至{self.unit_name(target)}，请稍候。")
+
+    async def move(self, h: Handoff, target: str, *, state: str, resolution: str, reason: str,
+                   text: str, note: str | None = None,
+                   from_states: tuple[str, ...] = ("waiting",)) -> Handoff | None:
+        """End ``h`` and continue at ``target`` (overflow, or an agent's transfer)."""
+        ended = await self.store.finish(h.id, state, resolution, note=note,
+                                        from_states=from_states, conversation_status=None)
+        if ended is None:
+            return None
+        u = self.units[target]
+        now = self.now()
+        open_now = u.is_open(now)
+        new = await self.store.open(
+            conversation_id=h.conversation_id, channel=h.channel, channel_user=h.channel_user,
+            unit=target, matter=h.matter, reason=reason,
+            state="waiting" if open_now else "message", previous_id=h.id, note=note,
+            meta={"from": h.unit}, requested_at=now)
+        if open_now:
+            if await self.queue.transfer(h.conversation_id, target, now=self.clock()) is None:
+                await self.queue.enqueue(target, h.conversation_id,
+                                         {"channel": h.channel, "user": h.channel_user},
+                                         now=self.clock())
+        else:
+            await self.queue.cancel(h.conversation_id)
+        self._dirty.update({h.unit, target})
+        await self.events.publish({"type": "transferred", "unit": h.unit, "to": target,
+                                   "handoff": h.id, "new": new.id,
+                                   "conversation": h.conversation_id})
+        status = QueueStatus(state="waiting" if open_now else "message", unit=target,
+                             unit_name=u.name, can_cancel=True)
+        if not open_now:
+            text += u.closed_message(now)
+        await self.notifier.tell(h.conversation_id, text, body={
+            "queue": status.model_dump(), "quick_replies": [CANCEL.model_dump()]})
+        if open_now:
+            await self.assign_unit(target)
+        await self.assign_unit(h.unit)  # a transferring agent has a free place now
+        return new
+
+    async def _positions(self, unit: str) -> None:
+        u = self.units[unit]
+        for w in await self.queue.waiting(unit):
+            channel, user = w.meta.get("channel"), w.meta.get("user")
+            if not channel or not user:
+                continue
+            wait = await self.queue.expected_wait_s(unit, w.position)
+            status = QueueStatus(state="waiting", unit=unit, unit_name=u.name,
+                                 position=w.position, wait_s=int(wait), can_cancel=True)
+            await self.notifier.status(channel, user, w.conversation, status,
+                                       f"您前面还有{w.position - 1}位，预计等待约{_minutes(wait)}分钟。")
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    async def ensure_queue(self) -> bool:
+        """Rebuild the Redis queue from SQL when Redis has lost it; True when it rebuilt."""
+        if await self.queue.redis.exists(self._marker):
+            return False
+        await self.rebuild()
+        await self.queue.redis.set(self._marker, repr(self.clock()))
+        return True
+
+    async def rebuild(self) -> int:
+        rows = await self.store.in_states(("waiting", "assigned"), limit=100_000)
+        by_unit: dict[str, tuple[list, list]] = {}
+        for h in rows:
+            waiting, assigned = by_unit.setdefault(h.unit, ([], []))
+            meta = {"channel": h.channel, "user": h.channel_user}
+            if h.state == "waiting":
+                waiting.append((h.conversation_id, h.requested_at.timestamp(), meta))
+            elif h.agent and h.assigned_at:
+                assigned.append(AssignedEntry(
+                    h.conversation_id, h.requested_at.timestamp(), h.agent,
+                    h.assigned_at.timestamp(),
+                    h.first_response_at.timestamp() if h.first_response_at else None, meta))
+        added = 0
+        for unit, (waiting, assigned) in by_unit.items():
+            if unit in self.units:
+                added += await self.queue.rebuild(unit, waiting, assigned)
+                self._dirty.add(unit)
+        if added:
+            log.warning("rebuilt the human-help queue from SQL: %d entries restored", added)
+        return added
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("human-help sweep failed; retrying", exc_info=True)
+            await asyncio.sleep(self.sweep_interval_s)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="handoff-sweep")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+
+
+__all__ = ["HandoffService", "CANCEL", "DISTRICTS"]

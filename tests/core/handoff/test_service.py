@@ -1,0 +1,255 @@
+"""Human help end to end on real SQL and Redis: routing, the line, caps, SLA, overflow, 留言,
+cancel, rebuild after Redis loses its data, and ratings of the agent's service."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from core.db.schema import conversations, handoffs, ratings
+from core.errors import Conflict, Forbidden
+from tests.core.handoff.conftest import SATURDAY_10, citizen
+
+NO_CRIME = "无犯罪记录证明怎么开？"  # M06, police only
+
+
+async def ask_for_person(hd, user: str, question: str = NO_CRIME):
+    await hd.say(user, question)
+    return await hd.say(user, "转人工")
+
+
+async def state_of(engine, user: str) -> tuple[str, str | None, str | None]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(handoffs.c.state, handoffs.c.unit, handoffs.c.agent)
+                                  .where(handoffs.c.channel_user == user)
+                                  .order_by(handoffs.c.requested_at.desc()).limit(1))).first()
+    return tuple(row) if row else (None, None, None)
+
+
+async def test_request_joins_the_units_line_with_position_and_wait(hd, engine):
+    first, second = citizen(), citizen()
+    replies = await ask_for_person(hd, first)
+    assert "市公安局" in replies[-1].text and "前面还有0位" in replies[-1].text
+    assert replies[-1].queue.state == "waiting" and replies[-1].queue.position == 1
+    assert any(q.payload == "handoff:cancel" for q in replies[-1].quick_replies)
+    replies = await ask_for_person(hd, second)
+    assert replies[-1].queue.position == 2 and "前面还有1位" in replies[-1].text
+    assert await state_of(engine, second) == ("waiting", "police", None)
+    # the bot is quiet while the citizen waits: the message is kept for the agent
+    assert await hd.say(second, "请问还要等多久") == []
+    assert hd.of_type("citizen_message")[-1]["message"]["text"] == "请问还要等多久"
+
+
+async def test_an_online_agent_gets_the_oldest_citizen_and_both_are_told(hd, engine):
+    user = citizen()
+    await ask_for_person(hd, user)
+    agent = await hd.agent("zhang", ["police"], name="张警官")
+    await hd.desk.heartbeat(agent)
+    assert await state_of(engine, user) == ("assigned", "police", agent.id)
+    told = [o for u, o in hd.pushed if u == user and o.queue and o.queue.state == "assigned"]
+    assert told and "张警官" in told[-1].text and told[-1].seq > 0
+    assert hd.of_type("assigned")[-1]["agent"] == agent.id
+    async with engine.connect() as conn:
+        status = (await conn.execute(select(conversations.c.status).where(
+            conversations.c.channel_user == user))).scalar()
+    assert status == "agent"
+
+
+async def test_caps_hold_with_two_agents_and_closing_frees_a_place(hd, engine):
+    a = await hd.agent("a", ["police"])
+    b = await hd.agent("b", ["police"])
+    await hd.desk.heartbeat(a, cap=1)
+    await hd.desk.heartbeat(b, cap=1)
+    users = [citizen() for _ in range(3)]
+    for u in users:
+        await ask_for_person(hd, u)
+    states = [await state_of(engine, u) for u in users]
+    assert [s[0] for s in states] == ["assigned", "assigned", "waiting"]
+    assert {states[0][2], states[1][2]} == {a.id, b.id}  # one each: least loaded first
+    holder = next(x for x in (a, b) if x.id == states[0][2])
+    h = (await hd.desk.board(holder))["mine"][0]
+    await hd.desk.close(holder, h["id"], "resolved")
+    assert await state_of(engine, users[2]) == ("assigned", "police", holder.id)
+
+
+async def test_sla_breach_is_detected_once_and_shown(hd, engine):
+    user = citizen()
+    agent = await hd.agent("slow", ["police"])
+    await hd.desk.heartbeat(agent)
+    await ask_for_person(hd, user)
+    hd.clock.advance(59)
+    await hd.service.sweep()
+    assert hd.of_type("sla_breach") == []
+    hd.clock.advance(2)
+    await hd.desk.heartbeat(agent)  # still online, just slow to answer
+    await hd.service.sweep()
+    await hd.service.sweep()
+    breaches = hd.of_type("sla_breach")
+    assert len(breaches) == 1 and breaches[0]["unit"] == "police"
+    assert breaches[0]["agent"] == agent.id and breaches[0]["late_s"] >= 1
+    board = await hd.desk.board(agent)
+    assert [b["channel_user"] for b in board["breaches"]] == [user]
+
+
+async def test_first_reply_within_the_sla_stops_the_clock(hd, engine):
+    user = citizen()
+    agent = await hd.agent("quick", ["police"])
+    await hd.desk.heartbeat(agent)
+    await ask_for_person(hd, user)
+    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    hd.clock.advance(20)
+    out = await hd.desk.send(agent, hid, "您好，请问您是本人办理吗？")
+    assert out.sender == "agent" and out.sender_name == "quick"
+    hd.clock.advance(120)
+    await hd.desk.heartbeat(agent)
+    await hd.service.sweep()
+    assert hd.of_type("sla_breach") == []
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(handoffs).where(handoffs.c.id == hid))).mappings().one()
+    assert row["first_response_at"] is not None and not row["sla_breached"]
+
+
+async def test_a_citizen_left_waiting_too_long_overflows(hd, engine):
+    user = citizen()
+    await ask_for_person(hd, user)  # police: nobody online
+    hd.clock.advance(hd.service.units["police"].overflow_after_s + 1)
+    await hd.service.sweep()
+    assert await state_of(engine, user) == ("waiting", "hotline-12345", None)
+    told = [o for u, o in hd.pushed if u == user and o.seq > 0][-1]
+    assert "12345" in told.text and told.queue.unit == "hotline-12345"
+
+
+async def test_cancel_leaves_the_line_and_the_bot_answers_again(hd, engine):
+    user = citizen()
+    await ask_for_person(hd, user)
+    replies = await hd.say(user, "", kind="quick_reply", payload="handoff:cancel")
+    assert replies[-1].queue.state == "cancelled"
+    assert await state_of(engine, user) == ("cancelled", "police", None)
+    agent = await hd.agent("late", ["police"])
+    await hd.desk.heartbeat(agent)
+    assert (await hd.desk.board(agent))["mine"] == []  # nobody was assigned a gone citizen
+    again = await hd.say(user, NO_CRIME)
+    assert again and again[-1].sender == "bot"
+
+
+async def test_outside_hours_the_citizen_leaves_a_message_answered_next_working_day(hd, engine):
+    hd.clock.t = SATURDAY_10
+    user = citizen()
+    replies = await ask_for_person(hd, user)
+    assert replies[-1].queue.state == "message"
+    assert "服务时间" in replies[-1].text and "留言" in replies[-1].text
+    await hd.say(user, "我想问无犯罪记录证明能不能代办")
+    assert await state_of(engine, user) == ("message", "police", None)
+    hd.clock.t += 2 * 86400  # Monday
+    agent = await hd.agent("monday", ["police"])
+    await hd.desk.heartbeat(agent)
+    board = await hd.desk.board(agent)
+    assert board["mine"] == [] and len(board["messages"]) == 1
+    h = await hd.desk.claim(agent, board["messages"][0]["id"])
+    with pytest.raises(Conflict):
+        await hd.desk.claim(agent, h.id)
+    await hd.desk.send(agent, h.id, "可以代办，需要携带委托书。")
+    got = [o.text for u, o in hd.pushed if u == user and o.sender == "agent"]
+    assert got == ["可以代办，需要携带委托书。"]
+
+
+async def test_districts_are_asked_and_a_numbered_reply_works(hd, engine):
+    user = citizen()
+    await hd.say(user, "食品经营许可证怎么申请")  # M22: market + districts
+    replies = await hd.say(user, "转人工")
+    labels = [q.label for q in replies[-1].quick_replies]
+    assert "浦东新区" in labels and len(labels) == 17
+    pick = labels.index("徐汇区") + 1
+    replies = await hd.say(user, str(pick))  # as typed on a text-only channel
+    assert replies[-1].queue.state == "waiting"
+    assert await state_of(engine, user) == ("waiting", "district-310104", None)
+
+
+async def test_unknown_matter_offers_departments(hd, engine):
+    user = citizen()
+    replies = await hd.say(user, "我要转人工")
+    payloads = [q.payload for q in replies[-1].quick_replies]
+    assert "handoff:unit:tax" in payloads and "handoff:unit:bigdata" in payloads
+    await hd.say(user, "", kind="quick_reply", payload="handoff:unit:tax")
+    assert await state_of(engine, user) == ("waiting", "tax", None)
+
+
+async def test_agent_cannot_touch_another_units_conversation(hd, engine):
+    user = citizen()
+    await ask_for_person(hd, user)
+    police = await hd.agent("p", ["police"])
+    await hd.desk.heartbeat(police)
+    hid = (await hd.desk.board(police))["mine"][0]["id"]
+    tax = await hd.agent("t", ["tax"], roles=("agent", "supervisor"))
+    for action in (hd.desk.get(tax, hid), hd.desk.transcript(tax, hid),
+                   hd.desk.send(tax, hid, "hi"), hd.desk.close(tax, hid, "resolved"),
+                   hd.desk.transfer(tax, hid, "tax"), hd.desk.claim(tax, hid)):
+        with pytest.raises(Forbidden):
+            await action
+    board = await hd.desk.board(tax)
+    assert all(not board[k] for k in ("mine", "waiting", "messages", "breaches"))
+
+
+async def test_transfer_moves_to_the_other_units_line_with_a_note(hd, engine):
+    user = citizen()
+    await ask_for_person(hd, user)
+    police = await hd.agent("p", ["police"])
+    await hd.desk.heartbeat(police)
+    hid = (await hd.desk.board(police))["mine"][0]["id"]
+    new = await hd.desk.transfer(police, hid, "tax", "群众问的是个税证明")
+    assert new.unit == "tax" and new.previous_id == hid and new.note == "群众问的是个税证明"
+    assert (await hd.desk.board(police))["mine"] == []
+    tax = await hd.agent("t", ["tax"])
+    await hd.desk.heartbeat(tax)
+    assert (await hd.desk.board(tax))["mine"][0]["id"] == new.id
+
+
+async def test_close_asks_for_a_rating_that_text_channels_answer_with_numbers(hd, engine):
+    user = citizen()
+    await ask_for_person(hd, user)
+    agent = await hd.agent("r", ["police"])
+    await hd.desk.heartbeat(agent)
+    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    await hd.desk.send(agent, hid, "已为您查询，证明可在线开具。")
+    await hd.desk.close(agent, hid, "resolved")
+    request = [o for u, o in hd.pushed if u == user and o.rating][-1]
+    assert request.rating.segment == "agent" and request.rating.target == hid
+    assert "回复 1、2、3、4、5" in request.plain_text()
+    replies = await hd.say(user, "5")
+    assert "非常满意" in replies[-1].text
+    await hd.say(user, "1")  # the menu now offers 1 已解决 / 2 未解决
+    await hd.say(user, "态度很好，谢谢")
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(ratings).where(ratings.c.target == hid))
+               ).mappings().one()
+    assert (row["segment"], row["level"], row["resolved"], row["comment"]) == \
+        ("agent", 5, True, "态度很好，谢谢")
+    assert (row["unit"], row["agent"]) == ("police", agent.id)
+    # after the rating the bot answers again
+    assert (await hd.say(user, NO_CRIME))[-1].sender == "bot"
+
+
+async def test_redis_losing_the_queue_loses_nobody(hd, engine, redis):
+    waiting, held = citizen(), citizen()
+    agent = await hd.agent("keep", ["police"])
+    await hd.desk.heartbeat(agent, cap=1)
+    await ask_for_person(hd, held)
+    await ask_for_person(hd, waiting)
+    assert await state_of(engine, waiting) == ("waiting", "police", None)
+    await redis.flushdb()  # what a restart of a Redis without persistence leaves
+    assert await hd.service.queue.position(await _conv(engine, waiting)) is None
+    await hd.service.sweep()  # any process's sweep notices and rebuilds from SQL
+    assert await hd.service.queue.position(await _conv(engine, waiting)) == 1
+    await hd.desk.heartbeat(agent, cap=1)
+    await hd.service.sweep()
+    # the cap still counts the conversation the agent held before the outage
+    assert await state_of(engine, waiting) == ("waiting", "police", None)
+    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    await hd.desk.close(agent, hid, "resolved")
+    assert await state_of(engine, waiting) == ("assigned", "police", agent.id)
+
+
+async def _conv(engine, user: str) -> str:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(handoffs.c.conversation_id)
+                                   .where(handoffs.c.channel_user == user))).scalar()
