@@ -65,6 +65,8 @@ class HandoffService:
         self.clock = clock
         self._marker = f"{prefix}queue:epoch"
         self._dirty: set[str] = set()
+        #: overdue entries this process has already handled (conversation, state, unit) → when
+        self._breached: dict[tuple[str, str, str], float] = {}
         self._task: asyncio.Task | None = None
         self._lead = {m.code: m.department for m in self.matters.matters}
 
@@ -170,7 +172,7 @@ class HandoffService:
 
     async def cancel(self, h: Handoff) -> list[BotReply]:
         ended = await self.store.finish(h.id, "cancelled", "cancelled",
-                                        from_states=("waiting", "message"))
+                                        from_states=("waiting", "message"), at=self.now())
         if ended is None:  # assigned in the meantime: the agent is already there
             return []
         await self.queue.cancel(h.conversation_id)
@@ -192,14 +194,15 @@ class HandoffService:
             try:
                 await self._assigned(a.conversation, a.agent, unit)
             except Exception:
-                # the Redis assignment stands; the sweep's SQL check repairs a half-done one
+                # the Redis assignment stands; the sweep finishes it once the SLA check sees it
                 log.exception("assignment of %s to %s not recorded", a.conversation, a.agent)
         return n
 
     async def _assigned(self, conversation_id: str, agent: str, unit: str) -> None:
         h = await self.store.current(conversation_id)
         name = await self.agent_name(agent)
-        if h is None or h.state != "waiting" or not await self.store.assign(h.id, agent, name):
+        if h is None or h.state != "waiting" or not await self.store.assign(
+                h.id, agent, name, at=self.now()):
             # the citizen cancelled (or it was handled elsewhere) after joining the line
             await self.queue.release(agent, conversation_id)
             return
@@ -236,17 +239,42 @@ class HandoffService:
         for code in list(self._dirty):
             self._dirty.discard(code)
             await self._positions(code)
+        if len(self._breached) > 10_000:  # forget the oldest half: this is only a shortcut
+            for key in sorted(self._breached, key=self._breached.get)[:5_000]:
+                del self._breached[key]
 
     async def _breaches(self, unit: str, now: float) -> None:
+        u = self.units[unit]
+        overflow_late = u.overflow_after_s - u.first_response_sla_s
         for late in await self.queue.overdue(unit, now):
+            key = (late.conversation, late.state, unit)
+            if key in self._breached and not (late.state == "assigned"
+                                              and late.late_s > overflow_late):
+                continue  # already alerted; nothing new until it overflows
+            self._breached[key] = now
             h = await self.store.current(late.conversation)
-            if h is None or not await self.store.mark_breached(h.id):
+            if h is None:
                 continue
-            log.warning("first-response SLA breached: %s at %s (%s, %.0f s late)",
-                        h.id, unit, late.state, late.late_s)
-            await self.events.publish({"type": "sla_breach", "unit": unit, "handoff": h.id,
-                                       "conversation": h.conversation_id, "agent": late.agent,
-                                       "state": late.state, "late_s": round(late.late_s)})
+            if late.state == "assigned" and h.state == "waiting" and late.agent:
+                # Redis assigned it but the SQL write failed (database blip): finish the job
+                await self._assigned(late.conversation, late.agent, unit)
+                h = await self.store.current(late.conversation) or h
+            if await self.store.mark_breached(h.id):
+                log.warning("first-response SLA breached: %s at %s (%s, %.0f s late)",
+                            h.id, unit, late.state, late.late_s)
+                await self.events.publish({"type": "sla_breach", "unit": unit, "handoff": h.id,
+                                           "conversation": h.conversation_id,
+                                           "agent": late.agent, "state": late.state,
+                                           "late_s": round(late.late_s)})
+            if late.state == "assigned" and late.late_s > overflow_late:
+                # assigned but never answered: the agent is not there; the citizen must not
+                # wait on them for ever (the breach above was raised long ago)
+                target = self.units.overflow_target(unit, self._lead.get(h.matter or ""))
+                if target is not None:
+                    await self.move(h, target, state="overflowed", resolution="overflowed",
+                                    reason="overflow", from_states=("assigned",),
+                                    text=f"抱歉让您久等了，已为您转至{self.unit_name(target)}，请稍候。")
+                    continue
 
     async def _overflow(self, unit: str, now: float) -> None:
         u = self.units[unit]
@@ -268,7 +296,8 @@ class HandoffService:
                    from_states: tuple[str, ...] = ("waiting",)) -> Handoff | None:
         """End ``h`` and continue at ``target`` (overflow, or an agent's transfer)."""
         ended = await self.store.finish(h.id, state, resolution, note=note,
-                                        from_states=from_states, conversation_status=None)
+                                        from_states=from_states, conversation_status=None,
+                                        at=self.now())
         if ended is None:
             return None
         u = self.units[target]

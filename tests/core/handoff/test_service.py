@@ -253,3 +253,16 @@ async def _conv(engine, user: str) -> str:
     async with engine.connect() as conn:
         return (await conn.execute(select(handoffs.c.conversation_id)
                                    .where(handoffs.c.channel_user == user))).scalar()
+
+
+async def test_an_assigned_citizen_nobody_answers_overflows_too(hd, engine):
+    user = citizen()
+    agent = await hd.agent("gone", ["police"])
+    await hd.desk.heartbeat(agent)
+    await ask_for_person(hd, user)
+    assert await state_of(engine, user) == ("assigned", "police", agent.id)
+    hd.clock.advance(hd.service.units["police"].overflow_after_s + 1)
+    await hd.service.sweep()
+    assert await state_of(engine, user) == ("waiting", "hotline-12345", None)
+    assert (await hd.desk.board(agent))["mine"] == []  # the place under the cap is free again
+    assert hd.of_type("sla_breach")  # supervisors were alerted before it came to this
