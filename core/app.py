@@ -30,7 +30,8 @@ from .errors import BangbanError, ConfigError, Conflict, Forbidden, NotFound, Va
 from .health import routes as health_routes
 from .kb.seed import load_seed_if_empty
 from .kb.store import KbStore
-from .redisconn import async_client, embedded_for
+from . import tickets
+from .redisconn import async_client, embedded_for, sync_client
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,11 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
                                prefix=settings.redis.prefix,
                                context_ttl_s=settings.bot.context_ttl_s,
                                ratings=RatingStore(hub.engine), human=hub.handoff)
+    rq_connection = None
     if hub.desk is not None:
         hub.desk.contexts = hub.dialog
+        rq_connection = sync_client(app[REDIS_URL])
+        hub.desk.dispatcher = tickets.dispatcher(hub.engine, rq_connection, settings)
     hub.bus.subscribe(hub.dispatch)
     await hub.bus.start()
     await hub.events.start()
@@ -119,6 +123,8 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.exception("adapter %s failed to stop", adapter.name)
         if hub.handoff is not None:
             await hub.handoff.stop()
+        if rq_connection is not None:
+            rq_connection.close()
         await hub.events.stop()
         await hub.bus.stop()
         await hub.knowledge.stop()
@@ -147,6 +153,8 @@ def create_app(settings: Settings, *, adapters: dict | None = None) -> web.Appli
     from adapters import discover
     from console import setup as setup_console
 
+    from .hotline_api import mount as mount_hotline
+
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
@@ -156,6 +164,7 @@ def create_app(settings: Settings, *, adapters: dict | None = None) -> web.Appli
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(core_ctx)
     app.add_routes(health_routes)
+    mount_hotline(app)
     setup_console(app)
     app.on_shutdown.append(_shutdown_adapters)
     for name, cls in (discover() if adapters is None else adapters).items():

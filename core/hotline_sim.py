@@ -4,7 +4,9 @@
 
 * takes ``POST /tickets`` signed as core.tickets signs them (401 otherwise), records each ticket
   once per ``Idempotency-Key`` (201 the first time, 200 with ``"duplicate": true`` after), and
-  answers 503 to the first N requests when asked to fail (to exercise retries);
+  answers 503 to the first N requests when asked to fail (to exercise retries); in tests it can
+  also record a ticket and then hold its answer until :meth:`HotlineSim.release` (``hold_first``),
+  so the sender can be killed while it waits;
 * lists what it recorded at ``GET /tickets`` (with how many deliveries each key got);
 * sends a signed status update at ``POST /tickets/{id}/callback?status=accepted|done|returned
   [&to=URL][&note=…]`` — to ``to``, or to the ``callback_url`` the ticket came with.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,13 +37,26 @@ from .tickets import (
 
 
 class HotlineSim:
-    def __init__(self, secret: str, *, fail_first: int = 0) -> None:
+    def __init__(self, secret: str, *, fail_first: int = 0, hold_first: int = 0) -> None:
         self.secret = secret
         self.fail_first = fail_first
+        self.hold_first = hold_first
         self.requests = 0
         self.failed = 0
+        self.held = 0
         self.tickets: dict[str, dict[str, Any]] = {}  # by Idempotency-Key, in arrival order
         self._lock = asyncio.Lock()
+        # threading events: tests wait on and release held answers from their own thread
+        self.holding = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let held answers go (to senders that may no longer be there)."""
+        self._released.set()
+
+    def wait_holding(self, timeout: float) -> bool:
+        """Wait until a delivery has been recorded and is being held."""
+        return self.holding.wait(timeout)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=2 * 1024 * 1024)
@@ -77,6 +93,13 @@ class HotlineSim:
                       "received_at": datetime.now(UTC).isoformat(), "deliveries": 1,
                       "payload": payload}
             self.tickets[key] = record
+            hold = self.held < self.hold_first
+            self.held += hold
+        if hold:  # recorded, but the sender does not learn it yet
+            self.holding.set()
+            deadline = time.monotonic() + 120
+            while not self._released.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
         return web.json_response({"id": record["id"], "duplicate": False}, status=201)
 
     async def health(self, _request: web.Request) -> web.Response:

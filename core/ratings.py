@@ -258,28 +258,10 @@ async def resolution_rates(engine: AsyncEngine, *, segment: Literal["bot", "agen
     """
     if by not in GROUPS:
         raise ValueError(f"cannot group by {by!r}; one of {', '.join(GROUPS)}")
-    key = GROUPS[by]
-    yes = func.sum(case((ratings.c.resolved == True, 1), else_=0))  # noqa: E712 - SQL
-    no = func.sum(case((ratings.c.resolved == False, 1), else_=0))  # noqa: E712
-    q = (select(key.label("key"), yes.label("yes"), no.label("no"),
-                func.count().label("rated"), func.avg(ratings.c.level).label("avg_level"))
-         .where(ratings.c.segment == segment).group_by(key).order_by(key))
-    if since is not None:
-        q = q.where(ratings.c.day >= since.isoformat())
-    if until is not None:
-        q = q.where(ratings.c.day <= until.isoformat())
-    if units is not None:
-        q = q.where(ratings.c.unit.in_(units))
-    async with engine.connect() as conn:
-        rows = (await conn.execute(q)).mappings().all()
-    out = []
-    for r in rows:
-        y, n = int(r["yes"] or 0), int(r["no"] or 0)
-        out.append({"key": r["key"], "yes": y, "no": n, "rated": int(r["rated"]),
-                    "rate": round(y / (y + n), 4) if y + n else None,
-                    "avg_level": round(float(r["avg_level"]), 2)
-                    if r["avg_level"] is not None else None})
-    return out
+    from .figures import rating_rates  # one computation for the figures API and this
+
+    return await rating_rates(engine, segment=segment, by=by, since=since, until=until,
+                              units=units)
 
 
 __all__ = ["RatingInput", "RatingStore", "parse_text_rating", "parse_text_resolved",

@@ -9,9 +9,16 @@ The row in ``tickets`` is the truth. :func:`create_ticket` writes it and enqueue
 * with ``Idempotency-Key: <the ticket's key>`` on every attempt.
 
 Exactly once at the receiver: the job marks the ticket 'sending' (and counts the attempt) before
-it POSTs, and the receiver de-duplicates by Idempotency-Key. A worker killed after the POST but
-before the ticket became 'sent' leaves the job to RQ's retry, which POSTs again with the same key;
-the receiver answers "already have it" and the ticket becomes 'sent' — recorded once.
+it POSTs, and the receiver de-duplicates by Idempotency-Key, so POSTing a ticket again is always
+safe — the receiver answers "already have it" and the ticket becomes 'sent', recorded once.
+
+Nothing is lost when Redis or a worker is: :func:`recover_stuck` (run every few seconds by the
+app, see core.hotline_api, and by ``bangban dispatch recover``) re-enqueues, from the SQL truth,
+every ticket still 'created' or 'sending' whose delivery job is gone or dead — a ticket whose
+enqueue failed because Redis was down, or one whose worker was killed mid-POST (RQ 3 itself only
+notices such a job when its heartbeat has expired and a worker runs its maintenance, which can take
+10 minutes). Each ticket remembers its current job in Redis (``JOB_KEY``); a job superseded by a
+re-enqueued one does nothing when it runs (and its failure does not make the ticket 'dead').
 
 Failures are retried by RQ with back-off (``DispatchConfig.retry_intervals``, 5 s, 30 s, 2 min,
 10 min by default; the intervals need a worker running with its scheduler, as ``bangban worker``
@@ -20,7 +27,7 @@ does) up to ``max_attempts``. When they are exhausted, or the receiver refuses t
 that supervisors read with :func:`dead_letters`.
 
 12345's status updates (受理 accepted / 办结 done / 退回 returned) come back signed the same way
-and are applied by :func:`apply_callback` (idempotent; a stale or repeated update changes nothing).
+to ``CALLBACK_PATH`` and move the ticket forward (``PROGRESS``); core.hotline_api applies them.
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from redis.exceptions import RedisError
 from rq import Callback, Retry
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -48,12 +57,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .config import Settings, load_settings
 from .db import create_engine
 from .db.schema import tickets
-from .errors import BangbanError, NotFound, ValidationFailed
+from .errors import BangbanError, ConfigError, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 
 #: Redis list of tickets whose delivery gave up (newest last)
 DEAD_LETTERS_KEY = "bangban:tickets:dead"
+#: Redis key holding the id of the RQ job now responsible for a ticket's delivery
+JOB_KEY = "bangban:tickets:job:{}"
+JOB_KEY_TTL_S = 14 * 24 * 3600
+#: a ticket 'created' or 'sending' this long without a live job is re-enqueued; RQ heartbeats a
+#: running job every 30 s, so a started job silent for longer than this has lost its worker
+RECOVER_AFTER_S = 90.0
+#: where 12345 posts status updates (core.hotline_api serves it)
+CALLBACK_PATH = "/api/hotline/v1/callback"
 SIGNATURE_HEADER = "X-Bangban-Signature"
 TIMESTAMP_HEADER = "X-Bangban-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -64,7 +81,8 @@ STATUSES = ("created", "sending", "sent", "accepted", "done", "returned", "dead"
 #: statuses 12345 reports back, with the words its staff use
 CALLBACK_STATUSES = {"accepted": "受理", "done": "办结", "returned": "退回"}
 #: forward-only progress; a callback never moves a ticket backwards
-_RANK = {"created": 0, "sending": 1, "dead": 1, "sent": 2, "accepted": 3, "done": 4, "returned": 4}
+PROGRESS = {"created": 0, "sending": 1, "dead": 1, "sent": 2, "accepted": 3, "done": 4,
+            "returned": 4}
 _DELIVERED = {"sent", "accepted", "done", "returned"}
 
 
@@ -114,6 +132,27 @@ class DispatchConfig(BaseModel):
         if self.max_attempts <= 1:
             return None
         return Retry(max=self.max_attempts - 1, interval=self.retry_intervals)
+
+
+def dispatch_config(settings: Settings) -> DispatchConfig | None:
+    """The delivery configuration from ``settings.dispatch``; None when dispatch is off.
+
+    The one place settings become a DispatchConfig, so the workspace, the recovery sweep and a
+    job enqueued without one all deliver the same way. Raises ConfigError on an unusable value.
+    """
+    d = settings.dispatch
+    if not d.endpoint:
+        return None
+    try:
+        return DispatchConfig(
+            endpoint=d.endpoint, secret=d.secret or "", retry_intervals=d.retry_intervals,
+            max_attempts=d.max_attempts, timeout_s=d.timeout_s, queue=d.queue,
+            callback_url=d.callback_url or settings.public_url.rstrip("/") + CALLBACK_PATH)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in ("dispatch", *err["loc"]))
+        raise ConfigError(f"invalid configuration: {field}: "
+                          f"{err['msg'].removeprefix('Value error, ')}") from None
 
 
 def utcnow() -> datetime:
@@ -198,12 +237,26 @@ async def list_tickets(engine: AsyncEngine, *, status: str | None = None,
 
 def enqueue_delivery(rq_connection, ticket_id: str, dispatch: DispatchConfig,  # noqa: ANN001
                      settings: dict[str, Any] | None = None) -> Job:
+    """Enqueue a delivery job and make it the ticket's current one (raises RedisError)."""
     from .jobs import queue
 
+    # The key is set before the job exists, so the job can never start and find another id there.
+    job_id = f"ticket-{ticket_id}-{secrets.token_hex(4)}"
+    rq_connection.set(JOB_KEY.format(ticket_id), job_id, ex=JOB_KEY_TTL_S)
     return queue(dispatch.queue, rq_connection).enqueue(
-        deliver_ticket, ticket_id, settings, dispatch.model_dump(mode="json"),
+        deliver_ticket, ticket_id, settings, dispatch.model_dump(mode="json"), job_id=job_id,
         retry=dispatch.retry(), on_failure=Callback(delivery_failed),
         description=f"12345 dispatch {ticket_id}")
+
+
+def _superseded(job: Job | None, ticket_id: str) -> bool:
+    """Whether another job has since been made responsible for the ticket."""
+    if job is None:
+        return False
+    current = job.connection.get(JOB_KEY.format(ticket_id))
+    if isinstance(current, bytes):
+        current = current.decode()
+    return current is not None and current != job.id
 
 
 async def create_ticket(engine: AsyncEngine, rq_connection, *, conversation_id: str,  # noqa: ANN001
@@ -215,7 +268,8 @@ async def create_ticket(engine: AsyncEngine, rq_connection, *, conversation_id: 
 
     With an ``idempotency_key`` already used (a double click on 派单), the existing ticket is
     returned and nothing is enqueued again. ``settings`` is the worker's Settings dump (None: the
-    worker's own configuration).
+    worker's own configuration). When Redis cannot take the job the ticket stays 'created' and is
+    returned all the same: it is in SQL, and :func:`recover_stuck` enqueues it once Redis is back.
     """
     if not summary.strip():
         raise ValidationFailed("a ticket needs a summary", [("ticket", "summary", "empty")])
@@ -238,8 +292,25 @@ async def create_ticket(engine: AsyncEngine, rq_connection, *, conversation_id: 
         if row is None:
             raise
         return _ticket(row)
-    enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
+    try:
+        await asyncio.to_thread(enqueue_delivery, rq_connection, ticket_id, dispatch, settings)
+    except (RedisError, OSError) as exc:
+        log.warning("ticket %s saved but not queued (%s); the recovery sweep will queue it",
+                    ticket_id, exc)
     return await get_ticket(engine, ticket_id)
+
+
+def dispatcher(engine: AsyncEngine, rq_connection, settings: Settings):  # noqa: ANN001, ANN201
+    """``create_ticket`` bound to the configured dispatch (for the agent desk's 派单), or None
+    when dispatch is off. Jobs run with the worker's own settings."""
+    d = dispatch_config(settings)
+    if d is None:
+        return None
+
+    async def dispatch(**ticket: Any) -> dict[str, Any]:
+        return await create_ticket(engine, rq_connection, dispatch=d, **ticket)
+
+    return dispatch
 
 
 def ticket_payload(row: dict[str, Any], dispatch: DispatchConfig) -> dict[str, Any]:
@@ -311,7 +382,8 @@ async def _note_error(engine: AsyncEngine, ticket_id: str, error: str) -> None:
             last_error=error[:2000], updated_at=utcnow()))
 
 
-async def _mark_dead(engine: AsyncEngine, ticket_id: str, error: str | None) -> dict[str, Any] | None:
+async def _mark_dead(engine: AsyncEngine, ticket_id: str,
+                     error: str | None) -> dict[str, Any] | None:
     """'dead' unless it was delivered meanwhile; the row when this call made it dead."""
     values: dict[str, Any] = {"status": "dead", "updated_at": utcnow()}
     if error:
@@ -341,16 +413,25 @@ def _settings(settings: dict[str, Any] | None) -> Settings:
 
 def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
                    dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
-    """RQ job: deliver one ticket to 12345. Raises on a retryable failure (RQ retries it)."""
+    """RQ job: deliver one ticket to 12345. Raises on a retryable failure (RQ retries it).
+
+    ``dispatch`` None: the worker's own ``dispatch`` settings (see :func:`dispatch_config`).
+    """
+    from rq.job import get_current_job
+
     cfg = _settings(settings)
-    if dispatch is None:
-        raise PermanentDispatchError("no dispatch configuration given")
-    d = DispatchConfig.model_validate(dispatch)
+    job = get_current_job()
+    if _superseded(job, ticket_id):
+        # the recovery sweep gave the ticket to a newer job (this one's worker looked dead)
+        return {"ticket_id": ticket_id, "skipped": True, "superseded": True}
 
     async def run() -> dict[str, Any]:
         engine = create_engine(cfg.database_url)
         try:
             try:
+                d = DispatchConfig.model_validate(dispatch) if dispatch else dispatch_config(cfg)
+                if d is None:
+                    raise PermanentDispatchError("dispatch is off (dispatch.endpoint not set)")
                 row = await _claim(engine, ticket_id, d.max_attempts)
                 if row is None:
                     return {"ticket_id": ticket_id, "status": (await get_ticket(
@@ -358,12 +439,8 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
                 answer = await asyncio.to_thread(post_ticket, ticket_payload(row, d), d)
             except PermanentDispatchError as exc:
                 dead = await _mark_dead(engine, ticket_id, str(exc))
-                if dead is not None:
-                    from rq.job import get_current_job
-
-                    job = get_current_job()
-                    if job is not None:
-                        _push_dead_letter(job.connection, dead)
+                if dead is not None and job is not None:
+                    _push_dead_letter(job.connection, dead)
                 log.warning("ticket %s refused for good: %s", ticket_id, exc)
                 return {"ticket_id": ticket_id, "status": "dead", "error": str(exc)}
             except DispatchError as exc:
@@ -381,9 +458,9 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
 
 def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # noqa: ANN001
     """RQ failure callback (also for a worker killed mid-job): dead once retries are spent."""
-    if job.should_retry:
-        return
     ticket_id = job.args[0]
+    if job.should_retry or _superseded(job, ticket_id):
+        return  # a superseded job's failure says nothing about the ticket's newer job
     cfg = _settings(job.args[1] if len(job.args) > 1 else None)
 
     async def run() -> dict[str, Any] | None:
@@ -401,92 +478,81 @@ def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # n
                     dead["last_error"])
 
 
+# -- recovery: re-enqueue from the SQL truth --------------------------------------------------
+
+
+def _delivery_alive(connection, ticket_id: str, now: datetime,  # noqa: ANN001
+                    stale_after_s: float) -> bool:
+    """Whether the ticket's current job will still run or is running on a live worker."""
+    job_id = connection.get(JOB_KEY.format(ticket_id))
+    if job_id is None:
+        return False
+    try:
+        job = Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
+                        connection=connection)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED):
+        return True
+    if status == JobStatus.STARTED:
+        beat = job.last_heartbeat or job.started_at
+        return beat is not None and (now - _aware(beat)).total_seconds() < stale_after_s
+    return False  # finished, failed, stopped or cancelled while the ticket is still undelivered
+
+
+async def recover_stuck(engine: AsyncEngine, rq_connection,  # noqa: ANN001
+                        dispatch: DispatchConfig, *, settings: dict[str, Any] | None = None,
+                        stale_after_s: float = RECOVER_AFTER_S, now: datetime | None = None,
+                        limit: int = 200) -> list[str]:
+    """Re-enqueue tickets stuck in 'created' / 'sending' for ``stale_after_s`` whose delivery job
+    is gone (Redis was down or lost it) or dead (its worker was killed); returns their ids.
+
+    Safe to run anywhere, any number of times: a ticket whose job is queued, scheduled for a
+    retry or running on a live worker is left alone, the new job supersedes the old one, and the
+    receiver de-duplicates by Idempotency-Key. Raises RedisError when Redis is unreachable.
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=stale_after_s)
+    q = (select(tickets.c.id).where(tickets.c.status.in_(("created", "sending")),
+                                    tickets.c.updated_at < cutoff)
+         .order_by(tickets.c.updated_at, tickets.c.id).limit(limit))
+    async with engine.connect() as conn:
+        candidates = list((await conn.execute(q)).scalars())
+
+    def requeue() -> list[str]:
+        done = []
+        for ticket_id in candidates:
+            if _delivery_alive(rq_connection, ticket_id, now, stale_after_s):
+                continue
+            enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
+            done.append(ticket_id)
+        return done
+
+    recovered = await asyncio.to_thread(requeue) if candidates else []
+    for ticket_id in recovered:
+        log.warning("ticket %s had no live delivery job; queued it again", ticket_id)
+    return recovered
+
+
 def dead_letters(connection, *, units: list[str] | None = None,  # noqa: ANN001
                  limit: int = 500) -> list[dict[str, Any]]:
     """Tickets whose delivery gave up, newest first (``units``: a supervisor's)."""
-    items = [json.loads(x) for x in connection.lrange(DEAD_LETTERS_KEY, 0, -1)]
-    items.reverse()
+    return parse_dead_letters(connection.lrange(DEAD_LETTERS_KEY, 0, -1), units=units,
+                              limit=limit)
+
+
+def parse_dead_letters(raw: list[bytes | str], *, units: list[str] | None = None,
+                       limit: int = 500) -> list[dict[str, Any]]:
+    """The dead-letter list as read from Redis (oldest first) → entries, newest first."""
+    items = [json.loads(x) for x in reversed(raw)]
     if units is not None:
         items = [i for i in items if i["unit"] in units]
     return items[:limit]
 
 
-# -- 12345's status updates -------------------------------------------------------------------
-
-
-async def apply_callback(engine: AsyncEngine, body: bytes, *, signature: str | None,
-                         timestamp: str | None, secret: str,
-                         now: float | None = None) -> dict[str, Any]:
-    """Apply one signed status update from 12345.
-
-    ``body`` is JSON: ``ticket_id`` (or ``idempotency_key``), ``status`` (accepted / done /
-    returned, or 受理 / 办结 / 退回), optional ``external_id`` and ``note``. Returns
-    ``{ticket_id, status, changed, conversation_id}``; a repeated or out-of-date update
-    changes nothing. Raises BadSignature, ValidationFailed or NotFound.
-    """
-    verify(secret, body, signature, timestamp, now=now)
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise ValidationFailed("callback body is not JSON") from exc
-    if not isinstance(payload, dict):
-        raise ValidationFailed("callback body must be an object")
-    status = payload.get("status")
-    by_word = {v: k for k, v in CALLBACK_STATUSES.items()}
-    status = by_word.get(status, status)
-    if status not in CALLBACK_STATUSES:
-        raise ValidationFailed(f"unknown status {payload.get('status')!r}",
-                               [("callback", "status", "accepted, done or returned")])
-    if payload.get("ticket_id"):
-        where = tickets.c.id == str(payload["ticket_id"])
-    elif payload.get("idempotency_key"):
-        where = tickets.c.idempotency_key == str(payload["idempotency_key"])
-    else:
-        raise ValidationFailed("callback names no ticket",
-                               [("callback", "ticket_id", "missing")])
-    async with engine.begin() as conn:
-        row = (await conn.execute(select(tickets).where(where).with_for_update())
-               ).mappings().first()
-        if row is None:
-            raise NotFound("no such ticket")
-        current = row["status"]
-        changed = _RANK[status] > _RANK[current]
-        if changed:
-            values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
-            if payload.get("external_id") and not row["external_id"]:
-                values["external_id"] = str(payload["external_id"])[:64]
-            await conn.execute(update(tickets).where(
-                tickets.c.id == row["id"], tickets.c.status == current).values(**values))
-    if changed:
-        log.info("ticket %s: %s → %s (%s)", row["id"], current, status,
-                 CALLBACK_STATUSES[status])
-    return {"ticket_id": row["id"], "conversation_id": row["conversation_id"],
-            "status": status if changed else current, "changed": changed,
-            "note": payload.get("note")}
-
-
-def callback_handler(engine: AsyncEngine, secret: str):  # noqa: ANN201
-    """An aiohttp handler for 12345's status callbacks (mount it at a POST route)."""
-    from aiohttp import web
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        try:
-            result = await apply_callback(
-                engine, body, signature=request.headers.get(SIGNATURE_HEADER),
-                timestamp=request.headers.get(TIMESTAMP_HEADER), secret=secret)
-        except BadSignature as exc:
-            return web.json_response({"error": exc.code, "message": str(exc)}, status=401)
-        except NotFound as exc:
-            return web.json_response({"error": exc.code, "message": str(exc)}, status=404)
-        except ValidationFailed as exc:
-            return web.json_response({"error": exc.code, "message": str(exc)}, status=400)
-        return web.json_response(result)
-
-    return handle
-
-
-__all__ = ["DispatchConfig", "create_ticket", "deliver_ticket", "delivery_failed", "dead_letters",
-           "apply_callback", "callback_handler", "get_ticket", "list_tickets", "sign", "verify",
-           "signed_headers", "mask_contact", "post_ticket", "BadSignature", "DispatchError",
+__all__ = ["DispatchConfig", "dispatch_config", "dispatcher", "create_ticket", "deliver_ticket",
+           "delivery_failed", "recover_stuck", "dead_letters", "parse_dead_letters",
+           "get_ticket", "list_tickets", "sign", "verify", "signed_headers", "mask_contact",
+           "post_ticket", "BadSignature", "DispatchError", "CALLBACK_PATH", "CALLBACK_STATUSES",
            "DEAD_LETTERS_KEY", "STATUSES"]

@@ -12,6 +12,7 @@ from . import bot as _bot  # noqa: F401 - registers ask, kb search, eval
 from . import server as _server  # noqa: F401 - registers serve, worker, db
 from . import users as _users  # noqa: F401 - registers users add/passwd/disable/enable/list
 from . import hotline as _hotline  # noqa: F401 - registers hotline-sim
+from . import figures as _figures  # noqa: F401 - registers figures
 from .common import cli
 
 

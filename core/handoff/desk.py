@@ -246,9 +246,9 @@ class AgentDesk:
                                        summary=summary, transcript=transcript,
                                        citizen_contact=contact,
                                        idempotency_key=idempotency_key or f"h-{h.id}")
-        await self._end(h, "dispatched", f"12345工单 {ticket['id']}", by=user, text=(
-            "您的问题已转交12345市民服务热线办理（工单号 "
-            f"{ticket['id']}），办理进展会通过本渠道告知您。"))
+        await self._end(h, "dispatched", f"12345派单 {ticket['id']}", by=user, text=(
+            "您的问题已转交12345市民服务热线办理（派单编号 "
+            f"{ticket['id']}），受理后的工单号和办理进展会通过本渠道告知您。"))
         return ticket
 
     async def propose(self, user: StaffUser, handoff_id: str, message_id: str,

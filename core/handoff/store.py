@@ -89,6 +89,10 @@ class HandoffStore:
                    requested_at: datetime | None = None) -> Handoff:
         """A new segment, and the conversation's status to match (queued / message)."""
         now = requested_at or utcnow()
+        if state == "message":
+            # answered next working day: figures keep it out of first-response times even
+            # after an agent claims it and the state becomes 'assigned'
+            meta = {**(meta or {}), "left_message": True}
         row = {"id": new_id("h"), "conversation_id": conversation_id, "channel": channel,
                "channel_user": channel_user, "unit": unit, "matter": matter, "reason": reason,
                "state": state, "agent": None, "agent_name": None, "requested_at": now,

@@ -1,14 +1,12 @@
 """12345 dispatch: tickets delivered by a real RQ worker to the stand-in receiver, retried, dead-
-lettered, de-duplicated, and updated by signed callbacks — on the test database and Redis."""
+lettered and de-duplicated — on the test database and Redis. (Callbacks: test_hotline_api.py;
+killed workers and Redis outages: test_tickets_recovery.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 
 import pytest
-from aiohttp import ClientSession, web
 from rq.job import Job, JobStatus
 from sqlalchemy import delete, update
 
@@ -20,15 +18,12 @@ from core.tickets import (
     DEAD_LETTERS_KEY,
     BadSignature,
     DispatchConfig,
-    apply_callback,
-    callback_handler,
     create_ticket,
     dead_letters,
     get_ticket,
     mask_contact,
     post_ticket,
     sign,
-    signed_headers,
     ticket_payload,
     verify,
 )
@@ -201,96 +196,6 @@ def test_a_delivered_ticket_is_not_sent_again(db, rq_redis, queue_name, settings
     work(queue_name, rq_redis)
     assert sim.sim.requests == 1
     assert db(lambda e: get_ticket(e, ticket["id"]))["attempts"] == 1
-
-
-# -- callbacks --------------------------------------------------------------------------------
-
-
-async def sent_ticket(engine, ticket_id="t1") -> None:
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        await conn.execute(tickets.insert().values(
-            id=ticket_id, conversation_id="c9", unit="rsj", summary="s", transcript=[],
-            status="sent", attempts=1, idempotency_key=f"key-{ticket_id}", external_id=None,
-            created_at=now, updated_at=now))
-
-
-def signed(payload: dict, secret: str = SECRET, at: float | None = None):
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    h = signed_headers(secret, body, now=at)
-    return body, h["X-Bangban-Signature"], h["X-Bangban-Timestamp"]
-
-
-async def test_callbacks_move_the_ticket_forward_idempotently(engine):
-    await sent_ticket(engine)
-
-    async def call(status, **kw):
-        body, sig, ts = signed({"ticket_id": "t1", "status": status, **kw})
-        return await apply_callback(engine, body, signature=sig, timestamp=ts, secret=SECRET)
-
-    first = await call("accepted", external_id="12345-000042")
-    assert (first["status"], first["changed"], first["conversation_id"]) == ("accepted", True,
-                                                                             "c9")
-    assert (await call("accepted"))["changed"] is False
-    assert (await call("办结"))["status"] == "done"
-    stale = await call("accepted")
-    assert (stale["status"], stale["changed"]) == ("done", False)
-    row = await get_ticket(engine, "t1")
-    assert (row["status"], row["external_id"]) == ("done", "12345-000042")
-
-
-async def test_callbacks_with_a_bad_signature_are_refused(engine):
-    await sent_ticket(engine)
-    body, sig, ts = signed({"ticket_id": "t1", "status": "returned"}, secret="wrong-secret")
-    with pytest.raises(BadSignature):
-        await apply_callback(engine, body, signature=sig, timestamp=ts, secret=SECRET)
-    body, sig, ts = signed({"ticket_id": "t1", "status": "returned"}, at=time.time() - 3600)
-    with pytest.raises(BadSignature):  # replayed an hour later
-        await apply_callback(engine, body, signature=sig, timestamp=ts, secret=SECRET)
-    body, sig, ts = signed({"ticket_id": "t1", "status": "returned"})
-    tampered = body.replace(b"returned", b"done")
-    with pytest.raises(BadSignature):
-        await apply_callback(engine, tampered, signature=sig, timestamp=ts, secret=SECRET)
-    with pytest.raises(BadSignature):
-        await apply_callback(engine, body, signature=None, timestamp=None, secret=SECRET)
-    assert (await get_ticket(engine, "t1"))["status"] == "sent"
-
-
-async def test_the_simulator_sends_callbacks_the_handler_applies(engine, aiohttp_server):
-    app = web.Application()
-    app.router.add_post("/hotline/callback", callback_handler(engine, SECRET))
-    server = await aiohttp_server(app, host="127.0.0.1")
-    to = f"http://127.0.0.1:{server.port}/hotline/callback"
-    await sent_ticket(engine)
-    row = await get_ticket(engine, "t1")
-    d = DispatchConfig(endpoint="http://127.0.0.1:9/tickets", secret=SECRET)
-
-    with RunningSim(HotlineSim(SECRET)) as sim:
-        d = d.model_copy(update={"endpoint": f"{sim.url}/tickets"})
-        answer = await asyncio.to_thread(post_ticket, ticket_payload(row, d), d)
-        async with ClientSession() as http:
-            async def cb(status, where=to):
-                async with http.post(f"{sim.url}/tickets/{answer['id']}/callback",
-                                     params={"status": status, "to": where}) as resp:
-                    return resp.status, await resp.json()
-
-            status, out = await cb("accepted")
-            assert status == 200 and out["status"] == 200, out
-            assert (await get_ticket(engine, "t1"))["status"] == "accepted"
-            status, out = await cb("returned")
-            assert json.loads(out["response"])["status"] == "returned"
-            assert (await cb("closed"))[0] == 400
-
-            # a forged callback straight to the handler is refused
-            body, sig, ts = signed({"ticket_id": "t1", "status": "done"}, secret="forged-key")
-            async with http.post(to, data=body, headers={
-                    "X-Bangban-Signature": sig, "X-Bangban-Timestamp": ts}) as resp:
-                assert resp.status == 401
-            async with http.post(to, data=b"{}", headers=signed_headers(SECRET, b"{}")) as resp:
-                assert resp.status == 400
-    assert (await get_ticket(engine, "t1"))["status"] == "returned"
 
 
 # -- small pieces -----------------------------------------------------------------------------
