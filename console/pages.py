@@ -143,14 +143,17 @@ def links_for(session: StaffSession, *, portal: bool) -> list[Link]:
     """The landing page's entries for this user's roles. Only what exists gets an href."""
     user = session.user
     links: list[Link] = []
-    if user.has_role("agent", "supervisor"):
-        links.append(Link("坐席工作台", "接待转人工的群众咨询，多会话同时处理。"))
-    if user.has_role("supervisor"):
-        links.append(Link("班组监控", "本单位坐席负载、排队情况与超时提醒。"))
+    if user.has_role("agent", "supervisor", "admin"):
+        links.append(Link("坐席工作台", "接待转人工的群众咨询，多会话同时处理。",
+                          "/console/workspace"))
+    if user.has_role("supervisor", "admin"):
+        links.append(Link("班组监控", "本单位坐席负载、排队情况与超时提醒。",
+                          "/console/supervisor"))
     if user.has_role("kb_editor", "admin"):
         links.append(Link("知识库运营", "维护知识条目，处理未解答问题。"))
     if user.has_role("admin"):
-        links.append(Link("用户管理", "目前请在服务器上使用命令行 bangban users 管理账号。"))
+        links.append(Link("用户管理", "添加、停用员工账号，重置密码，调整角色与所属单位。",
+                          "/console/admin/users"))
         links.append(Link("服务状态", "数据库与 Redis 的就绪检查（JSON）。", "/readyz"))
     if portal:
         links.append(Link("一网通办门户（群众端）", "查看群众看到的页面与智能客服小申。", "/"))

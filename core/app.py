@@ -46,7 +46,9 @@ async def error_middleware(request: web.Request, handler):
     except web.HTTPException:
         raise
     except BangbanError as exc:
-        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+        # an error may name its own HTTP status (e.g. 413 too large, 415 unsupported type)
+        status = getattr(exc, "status", None) or next(
+            (s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
         return web.json_response({"error": exc.code, "message": str(exc)}, status=status)
 
 

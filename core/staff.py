@@ -336,6 +336,22 @@ class StaffStore:
         log.info("staff user %s enabled", user.username)
         return user
 
+    async def update_roles_units(self, username: str, roles: Iterable[str],
+                                 units: Iterable[str]) -> StaffUser:
+        """New roles and units, validated as for ``add_user``; nothing changes if invalid.
+
+        Sessions are kept: each request reads the account afresh, so the change applies to the
+        user's very next request (a role taken away is refused from then on).
+        """
+        name = normalise_username(username)
+        if not USERNAME.match(name):  # no such account can exist: not a validation problem
+            raise NotFound(f"no staff user {name!r}")
+        checked = NewStaffUser.create(name, roles=roles, units=units)
+        user = await self._update_user(name, roles=checked.roles, units=checked.units)
+        log.info("staff user %s: roles %s, units %s", user.username, ",".join(user.roles),
+                 ",".join(user.units) or "-")
+        return user
+
     async def authenticate(self, username: str, password: str) -> StaffUser | None:
         """The user, if the password is right and the account active; otherwise None.
 

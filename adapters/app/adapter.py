@@ -9,7 +9,16 @@ Delivery: ``POST /messages`` answers with the bot's replies at once. Messages pr
 either by a long-poll (``GET /messages?after=&wait=``) or over a websocket (``GET /ws``).
 Every process gets every stored message from the bus and calls :meth:`AppAdapter.push`, which
 only wakes the long-polls and sockets this process holds; they then re-read SQL, so delivery
-is in order and nothing is lost if a bus message is.
+is in order and nothing is lost if a bus message is. Transient human-help status updates
+(``seq`` 0: queue position, expected wait) are not in SQL: push sends them straight to the
+user's websockets as ``status`` frames; long-polls see the stored messages that carry the same
+status at its turning points.
+
+Pictures and voice messages: ``POST /attachments`` takes the file as the raw body (signed like
+any body: the canonical string holds the SHA-256 of exactly those bytes), stores it after
+core.attachments has checked its real type and size, and sends it as the user's message in
+one step, so no upload is left dangling without a message. ``GET /attachments/{id}`` serves an
+attachment of a conversation of one of the calling app's users; messages carry that URL.
 """
 
 from __future__ import annotations
@@ -24,14 +33,19 @@ from typing import Any, ClassVar
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.base import ChannelAdapter
-from core.dialog.models import Inbound, Outbound
+from core.attachments import (
+    AttachmentStore, TooLarge, UnsupportedType, collect, id_from_url, response_headers,
+)
+from core.dialog.models import Attachment, Inbound, Outbound
+from core.errors import NotFound
 
 from .guard import ApiError, Guard, parse_json, validate
 from .models import (
-    AppConfig, PollQuery, Problem, QuickReplyMessage, TextMessage, WsClientFrame,
+    AppConfig, PollQuery, Problem, QuickReplyMessage, TextMessage, UploadQuery, WsClientFrame,
 )
 
 PREFIX = "/api/app/v1"
+ATTACHMENTS = f"{PREFIX}/attachments"
 
 
 def _api(handler):
@@ -72,6 +86,7 @@ def _query(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
 #: the query parameters of GET /messages and of GET /ws
 POLL_PARAMS = tuple(PollQuery.model_fields)
 WS_PARAMS = tuple(n for n in POLL_PARAMS if n != "wait")
+UPLOAD_PARAMS = tuple(UploadQuery.model_fields)
 
 
 class AppAdapter(ChannelAdapter):
@@ -85,23 +100,55 @@ class AppAdapter(ChannelAdapter):
         #: channel user → events of the long-polls and sockets this process holds for them
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._sockets: set[web.WebSocketResponse] = set()
+        #: channel user → their websockets in this process (for transient status frames)
+        self._user_sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._closing = False
+        #: pictures and voice messages (set in start: the database is not up before)
+        self.attachments: AttachmentStore
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
             web.post(f"{PREFIX}/messages", self.send),
             web.get(f"{PREFIX}/messages", self.poll, allow_head=False),
             web.get(f"{PREFIX}/ws", self.websocket, allow_head=False),
+            web.post(ATTACHMENTS, self.upload),
+            web.get(ATTACHMENTS + "/{attachment_id:a[0-9a-f]{23,31}}", self.download,
+                    allow_head=False),
             web.get("/api/openapi.json", self.openapi, allow_head=False),
         ]
 
+    async def start(self) -> None:
+        handoff = self.hub.settings.handoff
+        self.attachments = AttachmentStore(self.hub.engine, handoff.max_image_bytes,
+                                           handoff.max_voice_bytes)
+
     # -- delivery ---------------------------------------------------------------------------
     def render(self, out: Outbound) -> dict[str, Any]:
-        """The app shows everything (rich HTML, quick replies, cards): the full message."""
-        return out.model_dump(mode="json")
+        """The app shows everything (rich HTML, quick replies, cards): the full message, with
+        attachment URLs pointing at this API's signed download route."""
+        data = out.model_dump(mode="json", exclude={"attachments"})
+        data["attachments"] = [a for a in map(self.render_attachment, out.attachments) if a]
+        return data
+
+    @staticmethod
+    def render_attachment(att: Attachment) -> dict[str, Any] | None:
+        """Our own attachments only (``/attachments/{id}`` → ``/api/app/v1/attachments/{id}``);
+        a URL of anything else is dropped rather than handed to the app to fetch."""
+        attachment_id = id_from_url(att.url)
+        if attachment_id is None:
+            return None
+        return {**att.model_dump(mode="json"), "url": f"{ATTACHMENTS}/{attachment_id}"}
 
     async def push(self, channel_user: str, outs: list[Outbound]) -> None:
-        self._wake(channel_user)
+        statuses = [o for o in outs if o.seq == 0]
+        for out in statuses:
+            if out.queue is not None:
+                frame = {"type": "status", "message": self.render(out)}
+                for ws in list(self._user_sockets.get(channel_user, ())):
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.send_json(frame)
+        if len(statuses) < len(outs):  # stored messages: the waiters re-read SQL
+            self._wake(channel_user)
 
     def _wake(self, channel_user: str) -> None:
         for event in self._waiters.get(channel_user, ()):
@@ -159,7 +206,7 @@ class AppAdapter(ChannelAdapter):
             "duplicate": result.duplicate,
         })
 
-    def _inbound(self, app_id: str, user: str, msg: dict[str, Any]) -> Inbound:
+    def _inbound(self, app_id: str, user: str, msg: dict[str, Any], **extra: Any) -> Inbound:
         msg_id = msg.get("msg_id")
         if msg_id:
             # the core de-duplicates per channel: scope the client's id to the app and user
@@ -170,7 +217,7 @@ class AppAdapter(ChannelAdapter):
                            kind="quick_reply", text=msg.get("label") or "",
                            payload=msg["payload"], msg_id=msg_id)
         return Inbound(channel=self.name, channel_user=f"{app_id}:{user}", text=msg["text"],
-                       msg_id=msg_id)
+                       msg_id=msg_id, **extra)
 
     @_api
     async def poll(self, request: web.Request) -> web.Response:
@@ -203,6 +250,7 @@ class AppAdapter(ChannelAdapter):
         await ws.prepare(request)
         channel_user = f"{app_id}:{q.user}"
         self._sockets.add(ws)
+        self._user_sockets[channel_user].add(ws)
         with self._waiting(channel_user) as event:
             pump = asyncio.create_task(self._pump(ws, channel_user, event, q.after,
                                                   q.conversation_id))
@@ -217,6 +265,11 @@ class AppAdapter(ChannelAdapter):
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
                 self._sockets.discard(ws)
+                mine = self._user_sockets.get(channel_user)
+                if mine is not None:
+                    mine.discard(ws)
+                    if not mine:
+                        del self._user_sockets[channel_user]
         return ws
 
     async def _pump(self, ws: web.WebSocketResponse, channel_user: str, event: asyncio.Event,
@@ -249,6 +302,62 @@ class AppAdapter(ChannelAdapter):
             await ws.send_json({"type": "error", "error": exc.code, "reason": exc.message})
             return
         await self.hub.handle(self._inbound(app_id, user, frame.model_dump()))
+
+    # -- pictures and voice messages ----------------------------------------------------------
+    async def _read_upload(self, request: web.Request) -> bytes:
+        """The file, refused (413) as soon as it is over the limit of the type it turns out
+        to be — before the signature can be checked, as for any body over its limit."""
+        limits = self.attachments.limits
+        if request.content_length is not None and request.content_length > limits.of(None):
+            raise ApiError(413, "too_large", f"the body is larger than the largest attachment "
+                           f"allowed ({limits.of(None)} bytes)")
+        try:
+            return await collect(request.content.iter_chunked(64 * 1024), limits)
+        except TooLarge as exc:
+            raise ApiError(413, "too_large", str(exc)) from None
+
+    @_api
+    async def upload(self, request: web.Request) -> web.Response:
+        """POST /attachments: the raw bytes of a picture or voice message, sent as the user's
+        message; answers like POST /messages, plus what was stored."""
+        app_id, data = await self.guard.authenticate(request, reader=self._read_upload)
+        q = validate(UploadQuery, _query(request, UPLOAD_PARAMS), "query")
+        channel_user = f"{app_id}:{q.user}"
+        await self.guard.within_rate(channel_user)
+        try:
+            conv = await self.hub.conversations.current(self.name, channel_user)
+            meta = await self.attachments.save(conv.id, "citizen", channel_user, data,
+                                               request.content_type, q.name)
+        except TooLarge as exc:
+            raise ApiError(413, "too_large", str(exc)) from None
+        except UnsupportedType as exc:
+            raise ApiError(415, "unsupported_media_type", str(exc)) from None
+        self.log.info("app: %s stored (%s, %d bytes)", meta.id, meta.mime, meta.size)
+        result = await self.hub.handle(self._inbound(
+            app_id, q.user, {"msg_id": q.msg_id, "text": ""}, kind=meta.kind,
+            attachments=[meta.to_attachment()]))
+        self._wake(channel_user)
+        return web.json_response({
+            "conversation_id": result.conversation_id, "seq": result.seq,
+            "replies": [self.render(o) for o in result.replies],
+            "duplicate": result.duplicate,
+            "attachment": self.render_attachment(meta.to_attachment()),
+        })
+
+    @_api
+    async def download(self, request: web.Request) -> web.Response:
+        """GET /attachments/{id}: an attachment of a conversation of one of this app's users."""
+        app_id, _ = await self.guard.authenticate(request)
+        _query(request, ())
+        not_found = ApiError(404, "not_found", "no such attachment for this app")
+        try:
+            meta, data = await self.attachments.get(request.match_info["attachment_id"])
+        except NotFound:
+            raise not_found from None
+        owner = await self.attachments.owner(meta.conversation_id)
+        if owner is None or owner[0] != self.name or not owner[1].startswith(f"{app_id}:"):
+            raise not_found
+        return web.Response(body=data, headers=response_headers(meta))
 
     async def openapi(self, request: web.Request) -> web.Response:
         """GET /api/openapi.json: the OpenAPI 3.1 description of this API."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import web
@@ -40,7 +41,10 @@ class ApiError(Exception):
                          problems=self.problems).model_dump(mode="json", exclude_none=True)
 
     def response(self) -> web.Response:
-        return web.json_response(self.body(), status=self.status, headers=self.headers)
+        resp = web.json_response(self.body(), status=self.status, headers=self.headers)
+        if self.status == 413:
+            resp.force_close()  # the rest of the body was not read: don't reuse the connection
+        return resp
 
 
 def unauthorized(code: str, message: str) -> ApiError:
@@ -106,9 +110,15 @@ class Guard:
         self.hub = hub  # its Redis client exists once the application has started
         self.prefix = prefix
 
-    async def authenticate(self, request: web.Request, *, read: bool = True
+    async def authenticate(self, request: web.Request, *, read: bool = True,
+                           reader: Callable[[web.Request], Awaitable[bytes]] | None = None
                            ) -> tuple[str, bytes]:
-        """The calling app's id and the request body, or a 401/413 ApiError."""
+        """The calling app's id and the request body, or a 401/413 ApiError.
+
+        ``reader`` reads the body instead of :func:`read_body` (uploads have limits of their
+        own, by type); it raises the 413 ApiError itself. Either way the body is read, within
+        its limit, before the signature over its digest can be checked.
+        """
         headers = request.headers
         missing = [h for h in signing.HEADERS if not headers.get(h)]
         if missing:
@@ -135,7 +145,12 @@ class Guard:
             raise unauthorized("bad_nonce", f"{signing.HEADER_NONCE} must be "
                                f"{signing.NONCE_MIN}-{signing.NONCE_MAX} characters "
                                "from A-Z a-z 0-9 . _ ~ -")
-        body = await read_body(request, self.config.max_body_bytes) if read else b""
+        if not read:
+            body = b""
+        elif reader is not None:
+            body = await reader(request)
+        else:
+            body = await read_body(request, self.config.max_body_bytes)
         expected = signing.signature(key, request.method, request.raw_path, ts_raw, nonce, body)
         given = headers[signing.HEADER_SIGNATURE].strip().lower()
         if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from adapters.base import AdapterConfig
-from core.dialog.models import MAX_TEXT, Outbound
+from core.dialog.models import MAX_TEXT, Attachment, Outbound
 
 #: an app's id in the config and the ``X-Bangban-App`` header
 APP_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
@@ -125,6 +125,25 @@ class PollQuery(_Api):
                           "conversation is another one, messages are returned from its start.")
 
 
+class UploadQuery(_Api):
+    """Query of ``POST /attachments``: the body is the file itself."""
+
+    user: User
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                           pattern=TEXT_PATTERN)] | None = Field(
+        None, description="The file's name as the user knows it (shown to the agent; the "
+                          "extension is replaced by the one of the detected type).")
+    msg_id: MsgId | None = Field(
+        None, description="Client message id: a retry with the same id is answered once.")
+
+
+class UploadResponse(SendResponse):
+    """The picture or voice message was stored and sent, as ``POST /messages`` answers."""
+
+    #: what was stored: detected kind and type, size, and the URL to GET it from (signed)
+    attachment: Attachment
+
+
 class PollResponse(_Api):
     #: the citizen's current conversation (null if they never wrote)
     conversation_id: str | None
@@ -146,9 +165,15 @@ class ErrorBody(_Api):
 
 
 class WsServerFrame(_Api):
-    """A frame the server sends on the websocket."""
+    """A frame the server sends on the websocket.
 
-    type: Literal["message", "error"]
+    ``status`` frames carry a *transient* human-help status (a message with ``seq`` 0 and
+    ``queue``: position, expected wait, agent): not stored, not replayed, to be shown in place
+    of the previous status; the newest ``created_at`` wins, since stored messages carrying
+    ``queue`` arrive by another path.
+    """
+
+    type: Literal["message", "status", "error"]
     message: Outbound | None = None
     error: str | None = None
     reason: str | None = None

@@ -20,10 +20,12 @@ from pydantic.json_schema import models_json_schema
 from core import __version__
 
 from . import signing
-from .adapter import PREFIX
+from core.attachments import EXTENSIONS
+
+from .adapter import ATTACHMENTS, PREFIX
 from .models import (
     ErrorBody, PollQuery, PollResponse, QuickReplyMessage, SendResponse, TextMessage,
-    WsClientFrame, WsServerFrame,
+    UploadQuery, UploadResponse, WsClientFrame, WsServerFrame,
 )
 
 REF = "#/components/schemas/{model}"
@@ -40,6 +42,12 @@ parameters in the order sent) and BODY the exact body bytes (empty for GET). A r
 fails any check is refused with 401 and a reason. `adapters/app/signing.py` is a reference
 implementation (standard library only).
 
+Pictures and voice messages (`POST /attachments`) are sent as the raw file, not as JSON or
+multipart: BODY is the file's bytes, so the last line of the canonical string is simply the
+file's SHA-256. Hash the bytes you send and send those same bytes. The server reads the body
+within the size limit of the type the bytes turn out to be (413 before the signature is
+checked, as for any body over its limit), then checks the signature, then the type.
+
 Users are namespaced by app: the same `user` under two apps is two different citizens."""
 
 #: the error statuses each kind of operation can answer with, and why
@@ -47,7 +55,10 @@ _ERRORS = {
     "400": "Malformed JSON (or not a websocket upgrade, for /ws).",
     "401": "Not signed, unknown app, bad signature, timestamp outside the replay window, "
            "or nonce already used.",
-    "413": "The body is larger than the configured limit.",
+    "404": "No such attachment for this app.",
+    "413": "The body is larger than the configured limit (for attachments: the limit of the "
+           "picture or voice type detected, given in the message).",
+    "415": "Not a picture or voice message of an accepted type (detected from the content).",
     "422": "The body or query failed validation: `problems` lists each field and reason.",
     "429": "Too many messages from this user; retry after `Retry-After` seconds.",
 }
@@ -56,15 +67,18 @@ _ERRORS = {
 def _schemas() -> tuple[dict[tuple, dict], dict[str, Any]]:
     models = [(TextMessage, "validation"), (QuickReplyMessage, "validation"),
               (WsClientFrame, "validation"), (PollQuery, "validation"),
+              (UploadQuery, "validation"),
               (SendResponse, "serialization"), (PollResponse, "serialization"),
+              (UploadResponse, "serialization"),
               (ErrorBody, "serialization"), (WsServerFrame, "serialization")]
     refs, top = models_json_schema(models, ref_template=REF)
     return refs, top.get("$defs", {})
 
 
-def _query_parameters(schemas: dict[str, Any], *, skip: tuple[str, ...] = ()) -> list[dict]:
-    """PollQuery's fields as OpenAPI query parameters (null variants dropped)."""
-    model = schemas["PollQuery"]
+def _query_parameters(schemas: dict[str, Any], *, skip: tuple[str, ...] = (),
+                      model_name: str = "PollQuery") -> list[dict]:
+    """A query model's fields as OpenAPI query parameters (null variants dropped)."""
+    model = schemas[model_name]
     params = []
     for name, prop in model["properties"].items():
         if name in skip:
@@ -146,12 +160,50 @@ def _document() -> dict[str, Any]:
         "summary": "Websocket: receive every message in order, send texts",
         "description": "Signed like every request (empty body). The server sends "
                        "`WsServerFrame`s: `{type: message, message}` in sequence order from "
-                       "`after`, and `{type: error, error, reason}` for a refused frame. The "
+                       "`after`; `{type: status, message}` for a transient human-help status "
+                       "(queue position, expected wait, agent: `message.queue`, `seq` 0, not "
+                       "stored; show the newest by `created_at` in place); and "
+                       "`{type: error, error, reason}` for a refused frame. The "
                        "client sends `WsClientFrame`s: `{type: send, text}` or "
                        "`{type: send, payload, label}`.",
         "parameters": _query_parameters(schemas, skip=("wait",)),
         "responses": _responses({"101": {"description": "Switching to the websocket."}},
                                 "400", "401", "422"),
+    }
+    binary = {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
+    media_types = sorted(EXTENSIONS)
+    upload = {
+        "operationId": "sendAttachment",
+        "summary": "Send a picture or voice message (the raw file as the body)",
+        "description": "The body is the file itself (a screenshot, a photo, a voice note), "
+                       "signed like any body (see the API description). Its type is detected "
+                       "from its content: PNG, JPEG, GIF or WebP pictures; AMR, MP3, AAC/M4A, "
+                       "3GPP, OGG, WAV or WebM audio. Content-Type and `name` are not trusted. "
+                       "Pictures and voice messages have their own size limits (the server's "
+                       "`handoff.max_image_bytes` / `max_voice_bytes`, 5 MiB and 2 MiB by "
+                       "default). The file is stored and sent as the user's message at once: "
+                       "the answer is that of `POST /messages`, plus `attachment`.",
+        "parameters": _query_parameters(schemas, model_name="UploadQuery"),
+        "requestBody": {"required": True, "content": {
+            **{mime: binary for mime in media_types}, "application/octet-stream": binary}},
+        "responses": _responses({"200": {"description": "Stored and sent; the replies.",
+                                         "content": _json(ref["UploadResponse"])}},
+                                "401", "413", "415", "422", "429"),
+    }
+    download = {
+        "operationId": "getAttachment",
+        "summary": "Download a picture or voice message of one of this app's users",
+        "description": "The `url` of an attachment in a message (pictures agents send, and "
+                       "the user's own). Signed like every request (empty body). Served with "
+                       "the detected `Content-Type`, `X-Content-Type-Options: nosniff` and the "
+                       "file name in `Content-Disposition` (RFC 6266 `filename*`).",
+        "parameters": [{"name": "attachment_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^a[0-9a-f]{23,31}$"}}],
+        "responses": _responses({"200": {
+            "description": "The file.",
+            "headers": {"Content-Disposition": {
+                "description": "`inline`, with the file name.", "schema": {"type": "string"}}},
+            "content": {mime: binary for mime in media_types}}}, "401", "404", "422"),
     }
     return {
         "openapi": "3.1.0",
@@ -161,6 +213,8 @@ def _document() -> dict[str, Any]:
         "paths": {
             f"{PREFIX}/messages": {"post": send, "get": poll},
             f"{PREFIX}/ws": {"get": ws},
+            ATTACHMENTS: {"post": upload},
+            ATTACHMENTS + "/{attachment_id}": {"get": download},
         },
         "components": {"schemas": schemas, "responses": responses,
                        "securitySchemes": security_schemes},

@@ -25,6 +25,14 @@ Python::
     requests.post(BASE + "/api/app/v1/messages", data=body,
                   headers={**headers, "Content-Type": "application/json"})
 
+Pictures and voice messages are sent as the raw file (``POST /api/app/v1/attachments``), signed
+the same way: the body line of the canonical string is then simply the file's SHA-256::
+
+    data = Path("screenshot.png").read_bytes()
+    path = "/api/app/v1/attachments?user=u123&name=screenshot.png"
+    headers = sign_request("my-app", KEY, "POST", path, data)
+    requests.post(BASE + path, data=data, headers={**headers, "Content-Type": "image/png"})
+
 With ``requests`` the signer can be the ``auth`` of a session, which signs each prepared
 request (URL and body as they go on the wire)::
 

@@ -15,7 +15,11 @@ help-desk identity: script on the embedding page can read the token and so this 
 A valid cookie wins over a token.
 
 Messages for a citizen reach every process through the bus (``push``); each process delivers to
-the sockets it holds, de-duplicated by sequence number per socket.
+the sockets it holds, de-duplicated by sequence number per socket. Transient human-help status
+updates (``seq`` 0, see core.dialog.models.QueueStatus) go to the sockets as ``status`` frames.
+
+Pictures and voice messages are uploaded over HTTP and served back to their owner
+(``adapters.web.media``); a websocket message then refers to the uploaded ids.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from core.dialog.models import MAX_TEXT, Outbound
+from core.attachments import AttachmentStore, id_from_url
+from core.dialog.models import MAX_TEXT, Attachment, Outbound
 from core.kb.richtext import sanitize_html
 from core.security import instance_secret, sign, unsign
 
 from ..base import AdapterConfig, ChannelAdapter
 from . import pages
+from .media import Media
 from .socket import handler as socket_handler
 
 if TYPE_CHECKING:
@@ -93,6 +99,9 @@ class WebAdapter(ChannelAdapter):
         super().__init__(hub, config)
         #: this process's open sockets, by citizen id
         self.connections: dict[str, set[Connection]] = {}
+        self.media = Media(self)
+        #: pictures and voice messages (set in start: the database is not up before)
+        self.attachments: AttachmentStore
 
     # -- the plugin API -----------------------------------------------------------------------
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -103,7 +112,13 @@ class WebAdapter(ChannelAdapter):
             web.get("/portal.css", pages.static_file("portal.css")),
             web.get("/kb/{entry_id}", pages.kb_entry(self)),
             web.get("/channels/web/ws", socket_handler(self)),
+            *self.media.routes(),
         ]
+
+    async def start(self) -> None:
+        handoff = self.hub.settings.handoff
+        self.attachments = AttachmentStore(self.hub.engine, handoff.max_image_bytes,
+                                           handoff.max_voice_bytes)
 
     async def shutdown(self) -> None:
         # close sockets as the server begins to stop, so it does not wait on them
@@ -118,10 +133,20 @@ class WebAdapter(ChannelAdapter):
     def render(self, out: Outbound) -> dict[str, Any]:
         """The JSON the widget renders. Only bot and agent messages may carry HTML; it is
         sanitised again here (the KB sanitises on write) so no stored value reaches a page raw."""
-        data = out.model_dump(mode="json", exclude={"meta"})
+        data = out.model_dump(mode="json", exclude={"meta", "attachments"})
         data["html"] = sanitize_html(out.html) if out.html and out.sender in ("bot", "agent") \
             else None
+        data["attachments"] = [a for a in map(self.render_attachment, out.attachments) if a]
         return data
+
+    @staticmethod
+    def render_attachment(att: Attachment) -> dict[str, Any] | None:
+        """An attachment as the widget shows it: only our own ``/attachments/{id}`` URLs (which
+        the widget resolves against the service's origin, and which check the owner) are
+        passed on; anything else an Outbound might carry is dropped rather than linked."""
+        if id_from_url(att.url) is None:
+            return None
+        return att.model_dump(mode="json")
 
     async def push(self, channel_user: str, outs: list[Outbound]) -> None:
         for conn in list(self.connections.get(channel_user, ())):

@@ -2,17 +2,23 @@
 
 Frames in (JSON text):
 
-- ``{"type": "message", "text": "…", "id"?: "…"}`` — typed text (``id``, optional, makes a
-  resend after a reconnect idempotent);
+- ``{"type": "message", "text": "…", "id"?: "…", "attachments"?: ["a…"]}`` — typed text (``id``,
+  optional, makes a resend after a reconnect idempotent); with ``attachments``, the ids of 1-4
+  pictures or voice messages this citizen uploaded (``adapters.web.media``), and the text may
+  be empty. The ids are looked up, never trusted: one that is not this citizen's upload is
+  refused, and the message carries the stored type, size and URL;
 - ``{"type": "quick_reply", "payload": "…", "label": "…"}`` — a tapped button;
 - ``{"type": "resume", "after": N, "conversation"?: "c…"}`` — replay, from SQL, every message
   of the current conversation after seq N (all of it when ``conversation`` is not the current
   one).
 
-Frames out: ``{"type": "hello", "token", "conversation_id", "history": [...], "max_length"}``
-first (``?history=0`` leaves the history out, for a reconnect that resumes instead), then
-``{"type": "message", "message": {...}}``, ``{"type": "typing"}`` while the bot works, and
-``{"type": "error", "code", "reason"}`` — a bad frame is answered, never a disconnect.
+Frames out: ``{"type": "hello", "token", "conversation_id", "history": [...], "max_length",
+"upload": {"max_image_bytes", "max_voice_bytes"}}`` first (``?history=0`` leaves the history out,
+for a reconnect that resumes instead), then ``{"type": "message", "message": {...}}``,
+``{"type": "status", "message": {...}}`` for a transient human-help status (a message with
+``seq`` 0 and ``queue``: not stored, never replayed, shown in place), ``{"type": "typing"}``
+while the bot works, and ``{"type": "error", "code", "reason"}`` — a bad frame is answered,
+never a disconnect.
 
 A citizen's own message and the replies are sent on the socket that sent it as soon as they
 are stored, and arrive again through ``push`` (the bus fans every stored message out to every
@@ -32,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
+from core.attachments import valid_id
 from core.dialog.models import Inbound, Outbound
+from core.errors import NotFound
 
 if TYPE_CHECKING:
     from .adapter import WebAdapter
@@ -50,6 +58,9 @@ EMPTY = ("empty", "请输入您要咨询的问题")
 BAD_CHOICE = ("bad_choice", "该选项无效，请直接输入您的问题")
 RATE_LIMITED = ("rate_limited", "发送太频繁，请稍后再试")
 BUSY = ("busy", "系统繁忙，请稍后再试")
+BAD_ATTACHMENT = ("bad_attachment", "图片或语音已失效，请重新选择文件发送")
+#: pictures / voice messages one message may carry (the widget sends one at a time)
+MAX_ATTACHMENTS = 4
 
 
 class Connection:
@@ -94,9 +105,20 @@ class Connection:
         """Send messages in seq order, skipping those sent before (unless replaying)."""
         async with self._lock:
             for out in sorted(outs, key=lambda o: (o.conversation_id, o.seq)):
+                if out.seq == 0:
+                    await self._status(out)
+                    continue
                 fresh = self._fresh(out)
                 if fresh or (replay and fresh is not None):
                     await self.send({"type": "message", "message": self.adapter.render(out)})
+
+    async def _status(self, out: Outbound) -> None:
+        """A transient status update: not part of the record, so not in ``sent``; dropped when
+        it is about an older conversation than the one shown, or carries no status."""
+        if out.queue is None or (self.conversation is not None
+                                 and out.conversation_id < self.conversation):
+            return
+        await self.send({"type": "status", "message": self.adapter.render(out)})
 
     async def close(self) -> None:
         if not self.ws.closed:
@@ -125,7 +147,16 @@ class Connection:
                 "conversation_id": conv_id,
                 "history": [self.adapter.render(o) for o in history],
                 "max_length": self.adapter.config.max_message_length,
+                "upload": {"max_image_bytes": self.adapter.attachments.limits.max_image_bytes,
+                           "max_voice_bytes": self.adapter.attachments.limits.max_voice_bytes},
             })
+        # a reload while waiting for a person shows the wait at once, not at the next change
+        handoff = getattr(self.hub, "handoff", None)
+        if conv_id and handoff is not None:
+            status = await handoff.live_status(conv_id)
+            if status is not None:
+                async with self._lock:
+                    await self.send({"type": "status", "message": self.adapter.render(status)})
 
     async def on_text(self, data: str) -> None:
         try:
@@ -138,7 +169,7 @@ class Connection:
         if kind == "resume":
             return await self._resume(frame)
         if kind == "message":
-            inbound = self._text(frame)
+            inbound = await self._message(frame)
         elif kind == "quick_reply":
             inbound = self._quick_reply(frame)
         else:
@@ -149,12 +180,26 @@ class Connection:
             return await self.error(RATE_LIMITED)
         await self._handle(inbound)
 
-    def _text(self, frame: dict) -> Inbound | tuple[str, str]:
-        text = frame.get("text")
+    async def _message(self, frame: dict) -> Inbound | tuple[str, str]:
+        ids = frame.get("attachments")
+        if ids is None:
+            return self._text(frame)
+        if not (isinstance(ids, list) and 0 < len(ids) <= MAX_ATTACHMENTS
+                and all(valid_id(i) for i in ids) and len(set(ids)) == len(ids)):
+            return MALFORMED
+        try:
+            found = await self.adapter.attachments.uploaded_by(ids, self.adapter.name, self.uid)
+        except NotFound:
+            return BAD_ATTACHMENT
+        kind = "voice" if all(a.kind == "voice" for a in found) else "image"
+        return self._text(frame, kind=kind, attachments=[a.to_attachment() for a in found])
+
+    def _text(self, frame: dict, **extra: Any) -> Inbound | tuple[str, str]:
+        text = frame.get("text", "" if extra else None)
         if not isinstance(text, str):
             return MALFORMED
         text = text.strip()
-        if not text:
+        if not text and not extra:
             return EMPTY
         limit = self.adapter.config.max_message_length
         if len(text) > limit:
@@ -163,7 +208,7 @@ class Connection:
         if client_id is not None and not (isinstance(client_id, str)
                                           and _CLIENT_ID.match(client_id)):
             return MALFORMED
-        return self._inbound(kind="text", text=text,
+        return self._inbound(**{"kind": "text", **extra}, text=text,
                              msg_id=f"{self.uid}:{client_id}" if client_id else None)
 
     def _quick_reply(self, frame: dict) -> Inbound | tuple[str, str]:

@@ -235,10 +235,10 @@ class AgentDesk:
                        contact: str | None = None, idempotency_key: str | None = None
                        ) -> dict[str, Any]:
         """派单: a 12345 ticket from this conversation, then the service ends as dispatched."""
-        if self.dispatcher is None:
-            raise Conflict("未配置12345派单接口（dispatch.endpoint），请联系管理员")
         h = await self.get(user, handoff_id)
         self._holder_or_supervisor(user, h)
+        if self.dispatcher is None:
+            raise Conflict("未配置12345派单接口（dispatch.endpoint），请联系管理员")
         _, history = await self.transcript(user, handoff_id)
         transcript = [{"seq": m.seq, "sender": m.sender, "text": m.text,
                        "at": m.created_at.isoformat()} for m in history]

@@ -27,7 +27,7 @@ from typing import Any
 from ..bus import Events
 from ..conversations import Conversation
 from ..dialog.bot import BotReply, Context
-from ..dialog.models import Inbound, QueueStatus, QuickReply
+from ..dialog.models import Inbound, Outbound, QueueStatus, QuickReply
 from ..hours import Units
 from ..notify import Notifier
 from ..queue import AssignedEntry, Queue
@@ -68,6 +68,7 @@ class HandoffService:
         #: overdue entries this process has already handled (conversation, state, unit) → when
         self._breached: dict[tuple[str, str, str], float] = {}
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._lead = {m.code: m.department for m in self.matters.matters}
 
     def now(self) -> datetime:
@@ -342,6 +343,29 @@ class HandoffService:
             await self.notifier.status(channel, user, w.conversation, status,
                                        f"您前面还有{w.position - 1}位，预计等待约{_minutes(wait)}分钟。")
 
+    async def live_status(self, conversation_id: str) -> Outbound | None:
+        """The citizen's current human-help status as a transient Outbound (seq 0), for a
+        channel that (re)connects and must not wait for the next change to show it."""
+        h = await self.store.current(conversation_id)
+        if h is None:
+            return None
+        name = self.unit_name(h.unit)
+        if h.state == "assigned":
+            status = QueueStatus(state="assigned", unit=h.unit, unit_name=name,
+                                 agent_name=h.agent_name)
+            text = f"{name}工作人员{h.agent_name or ''}正在为您服务。"
+        elif h.state == "message":
+            status = QueueStatus(state="message", unit=h.unit, unit_name=name, can_cancel=True)
+            text = "您的留言已提交，工作人员将在工作时间答复您。"
+        else:
+            position = await self.queue.position(conversation_id) or 1
+            wait = await self.queue.expected_wait_s(h.unit, position)
+            status = QueueStatus(state="waiting", unit=h.unit, unit_name=name, position=position,
+                                 wait_s=int(wait), can_cancel=True)
+            text = f"您前面还有{position - 1}位，预计等待约{_minutes(wait)}分钟。"
+        return Outbound(conversation_id=conversation_id, seq=0, sender="system",
+                        action="system", text=text, queue=status)
+
     # -- recovery -----------------------------------------------------------------------------
 
     async def ensure_queue(self) -> bool:
@@ -377,7 +401,7 @@ class HandoffService:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.sweep()
             except asyncio.CancelledError:
@@ -387,9 +411,11 @@ class HandoffService:
             await asyncio.sleep(self.sweep_interval_s)
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="handoff-sweep")
 
     async def stop(self) -> None:
+        self._stopping = True  # a swallowed cancellation still ends the loop
         await cancel_and_wait(self._task)
         self._task = None
 

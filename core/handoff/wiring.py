@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from ..banned import BannedPhrases
 from ..db.schema import staff_users
 from ..hours import load_units
 from ..queue import Queue
@@ -41,5 +42,7 @@ def build(hub: Hub, settings: Settings) -> tuple[HandoffService, AgentDesk]:
         return names[agent][1]
 
     service.agent_names = agent_name
-    desk = AgentDesk(service, hub.conversations, contexts=None)
+    # a bad banned-phrase file stops start-up with the file and field named (ConfigError)
+    desk = AgentDesk(service, hub.conversations, contexts=None,
+                     banned=BannedPhrases.load(settings.handoff.banned_phrases_file))
     return service, desk

@@ -156,7 +156,7 @@ async def test_right_password_sets_a_strict_cookie_and_redirects(console, users)
     page = await home.text()
     assert "您好，张三" in page and "zhangsan" in page
     assert "坐席" in page and "市公安局" in page and "浦东新区" in page
-    assert "坐席工作台" in page and "即将上线" in page
+    assert 'href="/console/workspace">坐席工作台' in page
     assert "班组监控" not in page  # a supervisor's entry; 张三 is an agent
     assert 'action="/console/logout"' in page
 

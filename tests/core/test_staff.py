@@ -192,6 +192,38 @@ async def test_roles_and_units_are_validated(store):
     assert [u.username for u in await store.list_users()] == ["admin1", "wang.wu"]
 
 
+async def test_roles_and_units_can_be_changed_with_the_same_rules(store, clock):
+    user = await store.add_user("zhangsan", PASSWORD, roles=["agent"], units=["police"])
+    token, _ = await store.create_session(user)
+    clock.advance(minutes=5)
+
+    changed = await store.update_roles_units("ZhangSan", ["supervisor", "agent", "agent"],
+                                             ["hrss", "police", "hrss"])
+    assert changed.roles == ["agent", "supervisor"] and changed.units == ["hrss", "police"]
+    assert changed.updated_at == clock.now and changed.created_at == user.created_at
+    # the session is kept and sees the new roles at once (nothing cached in it)
+    session = await store.get_session(token)
+    assert session is not None and session.user.has_role("supervisor")
+    assert session.user.units == ["hrss", "police"]
+
+    # an administrator may belong to no unit
+    admin = await store.update_roles_units("zhangsan", ["admin"], [])
+    assert admin.roles == ["admin"] and admin.units == []
+
+    # every refusal leaves the account as it was
+    for roles, units, reason in ((["agent"], [], "'agent' needs at least one unit"),
+                                 (["boss"], ["police"], "'boss' is not a role"),
+                                 ([], ["police"], "at least one role"),
+                                 (["agent"], ["atlantis"], "'atlantis' is not a unit")):
+        with pytest.raises(ValidationFailed, match=reason):
+            await store.update_roles_units("zhangsan", roles, units)
+    after = await store.get_user("zhangsan")
+    assert (after.roles, after.units) == (["admin"], [])
+    for nobody in ("nobody", "张三"):
+        with pytest.raises(NotFound):
+            await store.update_roles_units(nobody, ["agent"], ["police"])
+
+
 async def test_usernames_are_unique_whatever_their_case(store):
     await store.add_user("zhangsan", PASSWORD, roles=["agent"], units=["police"])
     with pytest.raises(Conflict, match="already exists"):

@@ -7,6 +7,13 @@
  * server to replay ("resume") from its last seq after a reconnect or when it sees a gap.
  * Safety: citizen text is only ever set as textContent; HTML is taken only from the `html`
  * field of bot/agent messages (sanitised by the server) and parsed inert before insertion.
+ *
+ * Human help: "status" frames (transient, seq 0) and stored messages carrying `queue` drive a
+ * banner above the log (position, expected wait, cancel; then the agent's name), newest wins.
+ * Pictures and voice: the attach button (or pasting a screenshot) uploads the file over HTTP
+ * to /channels/web/upload, then a "message" frame names the uploaded id. Attachments are shown
+ * only from our own /attachments/{id} URLs; on another origin's page, where our cookie does
+ * not travel, they are fetched with the widget's token and shown from a blob.
  */
 (function () {
   "use strict";
@@ -19,13 +26,20 @@
   var TOKEN_KEY = "bangban.web.token";
   var SAFE_URL = /^(https?:|mailto:|tel:|\/(?!\/))/i;
   var SENDERS = { citizen: "我", bot: "小申", agent: "人工客服", system: "系统消息" };
+  var SAME_ORIGIN = ORIGIN === location.origin;
+  var ATTACHMENT_URL = /^\/attachments\/[A-Za-z0-9]{1,40}$/;
+  var ACCEPT = "image/png,image/jpeg,image/gif,image/webp,audio/*,.amr,.m4a,.mp3,.ogg,.wav,.webm";
+  var TOKEN_HEADER = "X-Bangban-Token";
+  // human help states in which the bot is quiet (no "小申正在输入…") and the banner shows
+  var HUMAN = { routing: 1, waiting: 1, message: 1, assigned: 1 };
   var WELCOME = "您好，我是“一网通办”智能客服小申，请问有什么可以帮您？";
   var EXAMPLES = ["居住证签注需要什么材料", "社保卡丢了怎么补办", "怎样转人工帮办"];
 
   var state = {
     ws: null, token: null, conv: null, lastSeq: 0, pending: new Map(), retry: 0,
     timer: null, opened: false, started: false, hadHello: false, resumeAt: 0,
-    maxLength: 500, typingTimer: null, statusTimer: null
+    maxLength: 500, typingTimer: null, statusTimer: null,
+    queue: null, queueAt: 0, queueConv: null, limits: {}, uploading: false
   };
   try { state.token = localStorage.getItem(TOKEN_KEY); } catch (e) { /* storage blocked */ }
 
@@ -71,6 +85,11 @@
   var closeBtn = attrs(el("button", "bb-close", "×"), { type: "button", "aria-label": "关闭对话窗口" });
   head.append(titles, closeBtn);
   var status = attrs(el("div", "bb-status"), { role: "status", "aria-live": "polite" });
+  var queueBar = attrs(el("div", "bb-queue"), { role: "status", "aria-live": "polite", "aria-label": "人工帮办状态" });
+  var queueText = el("span", "bb-queue-text");
+  var cancelBtn = attrs(el("button", "bb-queue-cancel", "取消排队"), { type: "button" });
+  queueBar.append(queueText, cancelBtn);
+  queueBar.hidden = true;
   var log = attrs(el("div", "bb-log"), {
     role: "log", "aria-live": "polite", "aria-label": "对话记录", tabindex: "0"
   });
@@ -84,8 +103,13 @@
     placeholder: "请输入您的问题，按 Enter 发送"
   });
   var sendBtn = attrs(el("button", "bb-send", "发送"), { type: "submit" });
-  form.append(label, input, sendBtn);
-  panel.append(head, status, log, typing, form);
+  var attachBtn = attrs(el("button", "bb-attach", "+"), {
+    type: "button", "aria-label": "发送图片或语音", title: "发送图片或语音（也可直接粘贴截图）"
+  });
+  var fileInput = attrs(el("input", "bb-file"), { type: "file", accept: ACCEPT, tabindex: "-1", "aria-hidden": "true" });
+  fileInput.hidden = true;
+  form.append(label, attachBtn, fileInput, input, sendBtn);
+  panel.append(head, status, queueBar, log, typing, form);
   wrap.append(panel, launcher);
   root.append(css, wrap);
 
@@ -112,7 +136,9 @@
     status.classList.toggle("bb-error", !!isError);
     if (text && isError) state.statusTimer = setTimeout(function () { setStatus(""); }, 8000);
   }
+  function humanMode() { return !!(state.queue && HUMAN[state.queue.state]); }
   function showTyping(on) {
+    if (on && humanMode()) on = false;  // a person answers when they answer: no bot typing
     clearTimeout(state.typingTimer);
     typing.hidden = !on;
     if (on) state.typingTimer = setTimeout(function () { typing.hidden = true; }, 30000);
@@ -166,6 +192,113 @@
     return a;
   }
 
+  // -- human help banner ---------------------------------------------------------------------
+  function minutes(s) { return Math.max(1, Math.ceil(s / 60)); }
+  function applyQueue(m) {
+    var q = m && m.queue;
+    if (!q || typeof q.state !== "string") return;
+    if (state.conv && m.conversation_id && m.conversation_id < state.conv) return;  // older conversation
+    var at = Date.parse(m.created_at) || 0;
+    // statuses arrive by two paths (live frames, stored messages replayed): newest wins
+    if (m.conversation_id === state.queueConv && at < state.queueAt) return;
+    state.queue = q; state.queueAt = at; state.queueConv = m.conversation_id;
+    var unit = q.unit_name ? q.unit_name + " · " : "";
+    var text = "";
+    if (q.state === "routing") text = "正在为您转接人工帮办…";
+    else if (q.state === "waiting") {
+      text = unit + "排队中";
+      if (typeof q.position === "number") text += q.position > 1 ? "，您前面还有 " + (q.position - 1) + " 位" : "，下一位就是您";
+      if (typeof q.wait_s === "number") text += "，预计等待 " + minutes(q.wait_s) + " 分钟";
+    } else if (q.state === "message") text = unit + "当前非工作时间，请留言，工作人员上班后将尽快回复";
+    else if (q.state === "assigned") text = "工作人员 " + (q.agent_name || "") + " 为您服务";
+    queueText.textContent = text;
+    cancelBtn.textContent = q.state === "message" ? "取消留言" : "取消排队";
+    cancelBtn.hidden = !q.can_cancel;
+    cancelBtn.disabled = false;
+    queueBar.setAttribute("data-state", q.state);
+    queueBar.hidden = !text;  // closed / cancelled: the banner goes away
+    if (humanMode()) showTyping(false);
+  }
+  function resetQueue() {
+    state.queue = null; state.queueAt = 0; state.queueConv = null;
+    queueBar.hidden = true;
+  }
+  cancelBtn.addEventListener("click", function () {
+    if (send({ type: "quick_reply", payload: "handoff:cancel", label: cancelBtn.textContent })) cancelBtn.disabled = true;
+  });
+
+  // -- pictures and voice --------------------------------------------------------------------
+  function mediaSource(url, node, attr) {
+    var abs = ORIGIN + url;
+    if (SAME_ORIGIN || !state.token) { node.setAttribute(attr, abs); return; }
+    var headers = {};
+    headers[TOKEN_HEADER] = state.token;
+    fetch(abs, { headers: headers, credentials: "omit" }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.blob();
+    }).then(function (blob) {
+      node.setAttribute(attr, URL.createObjectURL(blob));
+    }).catch(function () { node.replaceWith(el("span", "bb-media-error", "（文件无法加载）")); });
+  }
+  function attachment(a) {
+    var box = el("div", "bb-media");
+    if (a.kind === "image") {
+      var img = attrs(el("img", "bb-thumb"), { alt: a.name ? "图片：" + a.name : "图片", loading: "lazy" });
+      mediaSource(a.url, img, "src");
+      if (SAME_ORIGIN) {
+        var open = attrs(el("a", "bb-thumb-link"), { href: ORIGIN + a.url, target: "_blank", rel: "noopener noreferrer", title: "查看原图" });
+        open.append(img);
+        box.append(open);
+      } else box.append(img);
+    } else {
+      var audio = attrs(el("audio", "bb-audio"), { controls: "", preload: "metadata", "aria-label": "语音消息" });
+      audio.addEventListener("error", function () {
+        audio.replaceWith(el("span", "bb-media-error", "（此语音格式浏览器无法播放）"));
+      });
+      mediaSource(a.url, audio, "src");
+      box.append(audio);
+    }
+    return box;
+  }
+  function mb(n) { var v = n / 1048576; return v >= 1 ? (Math.round(v * 10) / 10) + " MB" : Math.round(n / 1024) + " KB"; }
+  function upload(file) {
+    if (!file || state.uploading) return;
+    var voice = /^audio\//i.test(file.type) || /\.(amr|m4a|mp3|ogg|wav|webm|aac)$/i.test(file.name || "");
+    var limit = voice ? state.limits.max_voice_bytes : state.limits.max_image_bytes;
+    if (limit && file.size > limit) {
+      setStatus((voice ? "语音" : "图片") + "过大，请控制在 " + mb(limit) + " 以内", true);
+      return;
+    }
+    if (!state.ws || state.ws.readyState !== 1) { send(null); return; }
+    var body = new FormData();
+    body.append("file", file, file.name || (voice ? "voice" : "image"));
+    var headers = {};
+    if (state.token) headers[TOKEN_HEADER] = state.token;
+    state.uploading = true;
+    attachBtn.disabled = true;
+    setStatus("正在发送" + (voice ? "语音" : "图片") + "…");
+    function done() { state.uploading = false; attachBtn.disabled = false; }
+    fetch(ORIGIN + "/channels/web/upload", {
+      method: "POST", body: body, headers: headers, credentials: SAME_ORIGIN ? "same-origin" : "omit"
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (b) { return { ok: r.ok, body: b || {} }; });
+    }).then(function (res) {
+      done();
+      if (!res.ok || typeof res.body.id !== "string") {
+        setStatus(res.body.message || "发送失败，请稍后再试", true);
+        return;
+      }
+      setStatus("");
+      if (send({ type: "message", text: "", attachments: [res.body.id] })) showTyping(true);
+    }, function () { done(); setStatus("发送失败，请检查网络后重试", true); });
+  }
+  attachBtn.addEventListener("click", function () { fileInput.click(); });
+  fileInput.addEventListener("change", function () {
+    var file = fileInput.files && fileInput.files[0];
+    fileInput.value = "";
+    upload(file);
+  });
+
   function disableChoices() {
     log.querySelectorAll(".bb-choice").forEach(function (b) { b.disabled = true; });
   }
@@ -174,14 +307,21 @@
     var sender = SENDERS[m.sender] ? m.sender : "system";
     var row = attrs(el("div", "bb-msg bb-from-" + sender), { "data-seq": String(m.seq) });
     var bubble = el("div", "bb-bubble");
-    bubble.append(el("span", "bb-sr", SENDERS[sender] + "："));
+    var who = SENDERS[sender];
+    if (sender === "agent") {
+      who = typeof m.sender_name === "string" && m.sender_name ? "工作人员 " + m.sender_name : "工作人员";
+      bubble.append(attrs(el("div", "bb-name", who), { "aria-hidden": "true" }));
+    }
+    bubble.append(el("span", "bb-sr", who + "："));
+    var media = (m.attachments || []).filter(function (a) { return a && ATTACHMENT_URL.test(a.url || ""); });
     if ((sender === "bot" || sender === "agent") && m.html) {
       var rich = el("div", "bb-rich");
       rich.append(richHtml(m.html));
       bubble.append(rich);
-    } else {
+    } else if (m.text || !media.length) {
       bubble.append(el("div", "bb-text", m.text));
     }
+    media.forEach(function (a) { bubble.append(attachment(a)); });
     var links = (m.links || []).filter(function (l) { return safeUrl(l.url); });
     if (links.length) {
       var ul = el("ul", "bb-links");
@@ -196,11 +336,14 @@
       if (safeUrl(c.url)) card.append(link("查看详情", c.url));
       bubble.append(card);
     });
-    if (m.quick_replies && m.quick_replies.length) {
+    // a rating request's options are its quick replies (bot and agent ratings alike)
+    var choices = m.quick_replies && m.quick_replies.length ? m.quick_replies : (m.rating && m.rating.options) || [];
+    if (choices.length) {
       var prompt = m.rating ? m.rating.prompt : "可选操作";
-      var group = attrs(el("div", "bb-choices"), { role: "group", "aria-label": prompt });
-      if (m.rating) group.append(el("p", "bb-prompt", prompt));
-      m.quick_replies.forEach(function (q) {
+      var group = attrs(el("div", "bb-choices" + (m.rating ? " bb-rating" : "")), { role: "group", "aria-label": prompt });
+      // the agent rating's message text is its prompt: say it once
+      if (m.rating && prompt.trim() !== (m.text || "").trim()) group.append(el("p", "bb-prompt", prompt));
+      choices.forEach(function (q) {
         var b = attrs(el("button", "bb-choice", q.label), { type: "button" });
         b.addEventListener("click", function () {
           if (send({ type: "quick_reply", payload: q.payload, label: q.label })) {
@@ -215,9 +358,10 @@
       bubble.append(group);
     }
     if (sender === "citizen") disableChoices();  // older choices are stale once the citizen moves on
-    else showTyping(false);
+    if (sender !== "citizen" || humanMode()) showTyping(false);
     row.append(bubble);
     log.append(row);
+    if (m.queue) applyQueue(m);
     scrollDown();
   }
 
@@ -227,6 +371,7 @@
     state.conv = m.conversation_id;
     state.lastSeq = fromSeq;
     state.pending.clear();
+    resetQueue();
   }
   function accept(m, live) {
     if (!m || typeof m.seq !== "number" || !m.conversation_id) return;
@@ -270,6 +415,7 @@
       try { f = JSON.parse(e.data); } catch (err) { return; }
       if (f.type === "hello") onHello(f);
       else if (f.type === "message") accept(f.message, true);
+      else if (f.type === "status") applyQueue(f.message);
       else if (f.type === "typing") showTyping(true);
       else if (f.type === "error") { showTyping(false); setStatus(f.reason || "出错了，请稍后再试", true); }
     };
@@ -295,6 +441,7 @@
       try { localStorage.setItem(TOKEN_KEY, f.token); } catch (e) { /* storage blocked */ }
     }
     if (f.max_length) { state.maxLength = f.max_length; input.setAttribute("maxlength", String(f.max_length)); }
+    if (f.upload) state.limits = f.upload;
     var history = f.history || [];
     if (history.length) {
       var welcomeRow = log.querySelector(".bb-welcome");
@@ -309,7 +456,7 @@
     state.hadHello = true;
   }
   function send(frame) {
-    if (!state.ws || state.ws.readyState !== 1) {
+    if (!frame || !state.ws || state.ws.readyState !== 1) {
       setStatus("网络连接中断，正在重新连接，请稍后再发送", true);
       if (!state.ws) { state.retry = 0; connect(); }  // not even trying right now: try at once
       return false;
@@ -339,6 +486,14 @@
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
       e.preventDefault();
       if (sendText(input.value)) input.value = "";
+    }
+  });
+  input.addEventListener("paste", function (e) {
+    // a screenshot pasted into the box is sent as a picture
+    var files = e.clipboardData && e.clipboardData.files;
+    if (files && files.length && /^image\//i.test(files[0].type)) {
+      e.preventDefault();
+      upload(files[0]);
     }
   });
   window.addEventListener("online", function () { if (state.started && !state.ws) { state.retry = 0; connect(); } });

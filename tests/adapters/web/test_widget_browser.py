@@ -200,7 +200,7 @@ async def test_widget_conversation_history_safety_and_phone_layout(server, brows
     assert (round(box_["width"]), round(box_["height"])) == (375, 740)
     overflow = await page.evaluate("document.documentElement.scrollWidth")
     assert overflow <= 375
-    send = await page.get_by_role("button", name="发送").bounding_box()
+    send = await page.get_by_role("button", name="发送", exact=True).bounding_box()
     assert send["x"] + send["width"] <= 375 and send["y"] + send["height"] <= 740
     await log.evaluate("el => { el.scrollTop = el.scrollHeight; }")
     await page.screenshot(path=str(SCREENSHOT))
@@ -222,7 +222,7 @@ async def test_widget_embedded_on_another_origin_uses_its_token(server, embedder
     log = page.get_by_role("log", name="对话记录")
     box = page.get_by_role("textbox", name="输入您的问题")
     await box.fill(XSS)
-    await page.get_by_role("button", name="发送").click()
+    await page.get_by_role("button", name="发送", exact=True).click()
     mine = log.locator(".bb-from-citizen[data-seq='1']")
     await expect(mine).to_contain_text(XSS)
     await expect(log.locator(".bb-msg[data-seq='2']")).to_be_visible()

@@ -266,3 +266,15 @@ async def test_an_assigned_citizen_nobody_answers_overflows_too(hd, engine):
     assert await state_of(engine, user) == ("waiting", "hotline-12345", None)
     assert (await hd.desk.board(agent))["mine"] == []  # the place under the cap is free again
     assert hd.of_type("sla_breach")  # supervisors were alerted before it came to this
+
+
+async def test_a_reconnecting_channel_gets_the_current_status(hd, engine):
+    first, second = citizen(), citizen()
+    await ask_for_person(hd, first)
+    await ask_for_person(hd, second)
+    status = await hd.service.live_status(await _conv(engine, second))
+    assert (status.seq, status.queue.state, status.queue.position) == (0, "waiting", 2)
+    agent = await hd.agent("li", ["police"], name="李警官")
+    await hd.desk.heartbeat(agent)
+    status = await hd.service.live_status(await _conv(engine, first))
+    assert status.queue.state == "assigned" and status.queue.agent_name == "李警官"

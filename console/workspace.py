@@ -1,0 +1,419 @@
+"""坐席工作台's JSON API under ``/console/api/…``: the board, transcripts, replies (text and
+pictures), close, transfer, 派单, 留言, 纳入知识库 and the knowledge-base search.
+
+The page itself is :mod:`console.workspace_page` (a server-rendered shell that
+``static/workspace.js`` fills from this API); live updates come over
+:mod:`console.workspace_socket`.
+
+Who may see what is decided by core.handoff.AgentDesk on every call: an agent only ever reads or
+acts on their units' conversations, whatever id a request names. This layer only maps the desk's
+refusals to HTTP (Forbidden 403, NotFound 404, Conflict 409, ValidationFailed 422) as
+``{"error", "message"}``; it never lists anything the desk did not hand it for this user.
+
+Citizens' text is shown as text everywhere: the API returns plain strings (never the bot's HTML),
+and the script builds the DOM with ``textContent``. ID-card and mobile numbers are not masked in
+the agent's own view (they need them to help) and are never logged here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from core.appkeys import HUB, SETTINGS
+from core.attachments import AttachmentStore, TooLarge, UnsupportedType, check, collect, \
+    id_from_url, response_headers
+from core.dialog.bot import answer_body
+from core.dialog.models import Outbound
+from core.errors import BangbanError, Conflict, Forbidden, NotFound, ValidationFailed
+from core.handoff import AgentDesk, BannedPhrase
+from core.handoff.desk import MAX_REPLY
+from core.handoff.store import Handoff
+from core.kb.richtext import html_to_text
+from core.staff import StaffUser
+
+from .auth import login_required, staff_session
+
+log = logging.getLogger(__name__)
+
+API = "/console/api"
+DESK_ROLES = ("agent", "supervisor", "admin")
+MAX_SUMMARY = 4000
+HID = "{handoff_id}"
+
+_STATUS = ((NotFound, 404), (Forbidden, 403), (Conflict, 409), (ValidationFailed, 422))
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# -- request bodies ----------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=MAX_SUMMARY)
+
+
+class SendBody(_Body):
+    text: str = ""
+    attachments: list[Annotated[str, StringConstraints(max_length=40)]] = \
+        Field(default_factory=list, max_length=5)
+
+
+class CloseBody(_Body):
+    resolution: str
+    note: str | None = None
+
+
+class TransferBody(_Body):
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    note: str | None = None
+
+
+class DispatchBody(_Body):
+    summary: str
+    contact: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
+class ProposeBody(_Body):
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    question: str | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(await request.read() or b"{}")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        raise ValidationFailed(f"请求内容有误（{where}）", [("body", where, err["msg"])]) \
+            from None
+
+
+# -- plumbing ----------------------------------------------------------------------------------
+
+
+class HandoffDisabled(NotFound):
+    code = "handoff_disabled"
+
+
+def desk_of(request: web.Request) -> AgentDesk:
+    desk = request.config_dict[HUB].desk
+    if desk is None:
+        raise HandoffDisabled("线上人工帮办未启用（handoff.enabled 为 false），工作台不可用。")
+    return desk
+
+
+def error_response(exc: BangbanError, **extra: Any) -> web.Response:
+    status = getattr(exc, "status", None) or next(
+        (s for cls, s in _STATUS if isinstance(exc, cls)), 400)
+    return web.json_response({"error": exc.code, "message": str(exc), **extra}, status=status)
+
+
+def api(handler: Handler) -> Handler:
+    """A JSON endpoint for desk roles; the desk's refusals become ``{"error", "message"}``."""
+
+    @login_required(roles=DESK_ROLES)
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BangbanError as exc:
+            return error_response(exc)
+
+    return wrapped
+
+
+def user_of(request: web.Request) -> StaffUser:
+    return staff_session(request).user
+
+
+def attachments_of(request: web.Request) -> AttachmentStore:
+    h = request.config_dict[SETTINGS].handoff
+    return AttachmentStore(request.config_dict[HUB].engine, h.max_image_bytes, h.max_voice_bytes)
+
+
+def holding(h: Handoff, user: StaffUser) -> None:
+    """Only the agent holding a conversation writes in it (the desk's rule, checked before
+    touching attachments so the refusal is the same whatever the request carries)."""
+    if h.state != "assigned" or h.agent != user.id:
+        raise Conflict("这个会话不在您的接待中" if h.is_open else "这个会话已经结束")
+
+
+def matter_name(desk: AgentDesk, code: str | None) -> str | None:
+    if not code:
+        return None
+    names = {m.code: m.name for m in desk.service.matters.matters}
+    return names.get(code, code)
+
+
+def _named(desk: AgentDesk, item: dict[str, Any]) -> dict[str, Any]:
+    return {**item, "unit_name": desk.service.unit_name(item["unit"]),
+            "matter_name": matter_name(desk, item["matter"])}
+
+
+def handoff_json(desk: AgentDesk, h: Handoff, user: StaffUser) -> dict[str, Any]:
+    out = _named(desk, h.public())
+    out["mine"] = h.state == "assigned" and h.agent == user.id
+    out["can_manage"] = h.is_open and (out["mine"] or user.has_role("supervisor", "admin"))
+    out["can_claim"] = h.state == "message" and user.has_role("agent")
+    return out
+
+
+def message_json(m: Outbound) -> dict[str, Any]:
+    """A stored message for the staff view: plain text only (never the bot's HTML), and only
+    our own attachments, rewritten to the staff download route."""
+    media = []
+    for a in m.attachments:
+        aid = id_from_url(a.url)
+        if aid:
+            media.append({"kind": a.kind, "url": f"{API}/attachments/{aid}", "mime": a.mime,
+                          "size": a.size, "name": a.name})
+    return {"id": m.message_id, "seq": m.seq, "sender": m.sender, "sender_name": m.sender_name,
+            "action": m.action, "text": m.text, "attachments": media,
+            "links": [{"title": x.title, "url": x.url} for x in m.links
+                      if x.url.startswith(("https://", "http://"))],
+            "created_at": m.created_at.isoformat()}
+
+
+def dispatch_draft(messages: list[Outbound]) -> str:
+    """The 派单 form's summary: what the citizen said, in order (the agent edits it)."""
+    said = [m.text.strip() for m in messages if m.sender == "citizen" and m.text.strip()]
+    return "\n".join(said)[:MAX_SUMMARY]
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+routes = web.RouteTableDef()
+
+
+@routes.get(f"{API}/board")
+@api
+async def board(request: web.Request) -> web.StreamResponse:
+    desk, user = desk_of(request), user_of(request)
+    raw = await desk.board(user)
+    out: dict[str, Any] = {key: [_named(desk, i) for i in items] for key, items in raw.items()}
+    out["me"] = {"id": user.id, "display_name": user.display_name, "roles": user.roles,
+                 "units": user.units}
+    out["dispatch"] = desk.dispatcher is not None
+    return web.json_response(out)
+
+
+@routes.get(f"{API}/handoffs/{HID}")
+@api
+async def transcript(request: web.Request) -> web.StreamResponse:
+    desk, user = desk_of(request), user_of(request)
+    try:
+        after = max(0, int(request.query.get("after", "0")))
+    except ValueError:
+        raise ValidationFailed("after 必须是整数") from None
+    h, history = await desk.transcript(user, request.match_info["handoff_id"], after=after)
+    out = {"handoff": handoff_json(desk, h, user),
+           "messages": [message_json(m) for m in history if m.seq > 0]}
+    if after == 0:
+        out["dispatch_draft"] = dispatch_draft(history)
+        out["segments"] = [{"id": s.id, "unit_name": desk.service.unit_name(s.unit),
+                            "state": s.state, "resolution": s.resolution, "note": s.note,
+                            "agent_name": s.agent_name}
+                           for s in await desk.store.for_conversation(h.conversation_id)]
+    return web.json_response(out)
+
+
+@routes.post(f"{API}/handoffs/{HID}/send")
+@api
+async def send(request: web.Request) -> web.StreamResponse:
+    desk, user = desk_of(request), user_of(request)
+    body = await _body(request, SendBody)
+    hid = request.match_info["handoff_id"]
+    h = await desk.get(user, hid)
+    holding(h, user)
+    media = []
+    if body.attachments:
+        store = attachments_of(request)
+        for aid in body.attachments:
+            try:
+                meta, _ = await store.get(aid)
+            except NotFound:
+                meta = None
+            # only pictures this agent uploaded into this conversation
+            if meta is None or meta.conversation_id != h.conversation_id \
+                    or meta.uploader != "agent" or meta.uploader_id != user.id:
+                raise NotFound("图片不存在或不属于这个会话，请重新选择")
+            media.append(meta.to_attachment())
+    try:
+        out = await desk.send(user, hid, body.text, attachments=media or None)
+    except BannedPhrase as exc:
+        # the reason for the agent, and where it is, so the box can highlight it
+        hit = desk.banned.find(body.text.strip()) if desk.banned is not None else None
+        span = {"start": getattr(hit, "start", None), "end": getattr(hit, "end", None)}
+        lead = len(body.text) - len(body.text.lstrip())
+        if span["start"] is not None:
+            span = {"start": span["start"] + lead, "end": span["end"] + lead}
+        return error_response(exc, phrase=exc.phrase, category=exc.category, reason=exc.reason,
+                              **span)
+    return web.json_response({"message": message_json(out)})
+
+
+@routes.post(f"{API}/handoffs/{HID}/upload")
+@api
+async def upload(request: web.Request) -> web.StreamResponse:
+    """One picture for the agent's next message (sent by naming its id in …/send)."""
+    desk, user = desk_of(request), user_of(request)
+    h = await desk.get(user, request.match_info["handoff_id"])
+    holding(h, user)
+    store = attachments_of(request)
+    limit = store.limits.max_image_bytes
+    if request.content_length is not None and request.content_length > limit + 16 * 1024:
+        return _too_large(limit)
+    part = None
+    if request.content_type.startswith("multipart/form-data"):
+        reader = await request.multipart()
+        part = await reader.next()
+    if not isinstance(part, BodyPartReader) or part.name != "file":
+        raise ValidationFailed("请选择要发送的图片", [("upload", "file", "missing")])
+    try:
+        data = await collect(_chunks(part), store.limits)
+        if check(data, store.limits)[0] != "image":  # agents send pictures, not voice
+            raise UnsupportedType("voice")
+        meta = await store.save(h.conversation_id, "agent", user.id, data,
+                                part.headers.get("Content-Type"), part.filename)
+    except TooLarge as exc:
+        return _too_large(exc.limit)
+    except UnsupportedType:
+        return web.json_response({"error": "unsupported_media_type",
+                                  "message": "仅支持发送 PNG、JPEG、GIF、WebP 格式的图片"},
+                                 status=415)
+    log.info("workspace: %s uploaded %s (%s, %d bytes)", user.username, meta.id, meta.mime,
+             meta.size)
+    return web.json_response({"id": meta.id, "attachment": {
+        "kind": meta.kind, "url": f"{API}/attachments/{meta.id}", "mime": meta.mime,
+        "size": meta.size, "name": meta.name}}, status=201)
+
+
+def _too_large(limit: int) -> web.Response:
+    size = f"{limit / 1048576:g} MB" if limit >= 1048576 else f"{limit // 1024} KB"
+    resp = web.json_response({"error": "too_large", "message": f"图片过大，请控制在 {size} 以内"},
+                             status=413)
+    resp.force_close()  # the rest of the body was not read
+    return resp
+
+
+async def _chunks(part: BodyPartReader):
+    while chunk := await part.read_chunk(64 * 1024):
+        yield chunk
+
+
+@routes.get(API + "/attachments/{attachment_id:a[0-9a-f]{23,31}}")
+@api
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """A citizen's or an agent's picture / voice, for staff who may read that conversation."""
+    desk, user = desk_of(request), user_of(request)
+    meta, data = await attachments_of(request).get(request.match_info["attachment_id"])
+    segments = await desk.store.for_conversation(meta.conversation_id)
+    allowed = False
+    for s in segments:
+        try:
+            desk.check(user, s)
+            allowed = True
+            break
+        except Forbidden:
+            continue
+    if not allowed:
+        # the same answer as for an id that does not exist: nothing about other units leaks
+        raise NotFound("文件不存在或无权查看")
+    return web.Response(body=data, headers=response_headers(meta))
+
+
+async def _act(request: web.Request, action: str) -> web.StreamResponse:
+    desk, user = desk_of(request), user_of(request)
+    hid = request.match_info["handoff_id"]
+    if action == "close":
+        body = await _body(request, CloseBody)
+        h = await desk.close(user, hid, body.resolution, body.note or None)
+    elif action == "transfer":
+        body = await _body(request, TransferBody)
+        h = await desk.transfer(user, hid, body.unit, body.note)
+    elif action == "claim":
+        h = await desk.claim(user, hid)
+    else:
+        raise NotFound(action)
+    log.info("workspace: %s %s %s", user.username, action, hid)
+    return web.json_response({"handoff": handoff_json(desk, h, user)})
+
+
+@routes.post(f"{API}/handoffs/{HID}/close")
+@api
+async def close(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "close")
+
+
+@routes.post(f"{API}/handoffs/{HID}/transfer")
+@api
+async def transfer(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "transfer")
+
+
+@routes.post(f"{API}/handoffs/{HID}/claim")
+@api
+async def claim(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "claim")
+
+
+@routes.post(f"{API}/handoffs/{HID}/dispatch")
+@api
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    desk, user = desk_of(request), user_of(request)
+    body = await _body(request, DispatchBody)
+    if not body.summary.strip():
+        raise ValidationFailed("请填写诉求摘要", [("dispatch", "summary", "empty")])
+    hid = request.match_info["handoff_id"]
+    ticket = await desk.dispatch(user, hid, summary=body.summary,
+                                 contact=(body.contact or "").strip() or None)
+    log.info("workspace: %s dispatched %s as ticket %s", user.username, hid, ticket.get("id"))
+    return web.json_response({"ticket": {"id": ticket.get("id"), "status": ticket.get("status")}})
+
+
+@routes.post(f"{API}/handoffs/{HID}/propose")
+@api
+async def propose(request: web.Request) -> web.StreamResponse:
+    desk, user = desk_of(request), user_of(request)
+    body = await _body(request, ProposeBody)
+    cid = await desk.propose(user, request.match_info["handoff_id"], body.message_id,
+                             body.question)
+    return web.json_response({"candidate": cid}, status=201)
+
+
+@routes.get(f"{API}/kb/search")
+@api
+async def kb_search(request: web.Request) -> web.StreamResponse:
+    """The bot's knowledge for the agent: published entries ranked like the bot ranks them,
+    each with its official answer as plain text (what one click puts in the reply box)."""
+    desk_of(request)
+    query = request.query.get("q", "").strip()[:200]
+    if not query:
+        return web.json_response({"hits": []})
+    snap = request.config_dict[HUB].knowledge.snapshot
+    hits = []
+    for hit in snap.index.search(query, top=8):
+        entry = snap.entry(hit.entry_id)
+        if entry is None:
+            continue
+        hits.append({"entry_id": entry.id, "type": entry.type, "title": entry.display_title,
+                     "matters": entry.matters, "score": round(float(hit.score), 3),
+                     "text": html_to_text(answer_body(entry))[:MAX_REPLY]})
+    return web.json_response({"hits": hits})
+
+
+def mount(app: web.Application) -> None:
+    app.add_routes(routes)
+
+
+__all__ = ["API", "DESK_ROLES", "HandoffDisabled", "desk_of", "dispatch_draft",
+           "error_response", "handoff_json", "matter_name", "message_json", "mount", "routes"]
