@@ -157,3 +157,35 @@ async def client(aiohttp_client, settings, engine, redis):
     from core.app import create_app
 
     return await aiohttp_client(create_app(settings))
+
+
+# -- the real browser (Debian's chromium driven by Playwright) ----------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+#: as root in a sandbox without a display; background networking off because this machine's
+#: closed network refuses Chromium's calls home
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The browser's path; in CI a missing browser fails the test instead of skipping it."""
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium fonts-noto-cjk)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()

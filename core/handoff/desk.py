@@ -184,8 +184,8 @@ class AgentDesk:
         status = QueueStatus(state="closed", unit=h.unit, unit_name=unit_name)
         await self.service.notifier.tell_many(h.conversation_id, [
             {"text": text or f"{unit_name}本次人工服务已结束。", "body": {"queue": status.model_dump()}},
-            {"action": "rating", "text": f"请为本次服务评价：5 非常满意，4 满意，3 基本满意，"
-                                         f"2 不满意，1 非常不满意。",
+            {"action": "rating", "text": "请为本次服务评价：5 非常满意，4 满意，3 基本满意，"
+                                         "2 不满意，1 非常不满意。",
              "body": rating_request(h.id, unit_name)}])
         await self.service.events.publish({"type": "closed", "unit": h.unit, "handoff": h.id,
                                            "conversation": h.conversation_id,

@@ -6,7 +6,6 @@ async API drives the browser from the same loop, as in the web channel's browser
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,11 @@ from .test_auth import PASSWORD
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOT = Path("/tmp/console-admin.png")
 FORM_SCREENSHOT = Path("/tmp/console-admin-form.png")
 USER_SCREENSHOT = Path("/tmp/console-admin-user.png")
 AGENT_PASSWORD = "xuhui agent passphrase"
 
-
-@pytest.fixture
-def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing (apt-get install chromium fonts-noto-cjk)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
 
 
 @pytest.fixture
@@ -52,17 +39,6 @@ async def server(settings, engine, redis):
     finally:
         await runner.cleanup()
 
-
-@pytest.fixture
-async def browser(chromium):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def sign_in(page, server: str, username: str, password: str) -> None:

@@ -10,7 +10,6 @@ is open around the clock here, so the test does not depend on the hour it runs.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -25,22 +24,10 @@ from .test_workspace import NO_CRIME, PASSWORD, desk_settings, seeded, staff_sto
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 XSS = "<img src=x onerror=alert(1)>"
 SCREENSHOT = Path("/tmp/workspace.png")
 SUPERVISOR_SCREENSHOT = Path("/tmp/supervisor.png")
 
-
-@pytest.fixture
-def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing (apt-get install chromium fonts-noto-cjk)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
 
 
 @pytest.fixture
@@ -59,17 +46,6 @@ async def server(settings, redis, engine, seeded, tmp_path):
     finally:
         await runner.cleanup()
 
-
-@pytest.fixture
-async def browser(chromium):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 def watch(page) -> dict[str, list[str]]:

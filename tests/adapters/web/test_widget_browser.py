@@ -7,7 +7,6 @@ async API drives the browser from the same loop.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -21,24 +20,12 @@ from .conftest import web_settings
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 XSS = "<img src=x onerror=alert(1)>"
 SCREENSHOT = Path("/tmp/widget.png")
 DESKTOP_SCREENSHOT = Path("/tmp/widget-desktop.png")
 #: the running service's application, by URL (for reaching into the hub mid-test)
 SERVICE_APPS: dict[str, web.Application] = {}
 
-
-@pytest.fixture
-def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing (apt-get install chromium fonts-noto-cjk)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
 
 
 async def _serve(app: web.Application):
@@ -87,17 +74,6 @@ async def server(settings, redis, seeded, embedder):
         SERVICE_APPS.pop(embedder["service"], None)
         await runner.cleanup()
 
-
-@pytest.fixture
-async def browser(chromium):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 def watch(page) -> dict[str, list[str]]:

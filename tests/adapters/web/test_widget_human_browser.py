@@ -19,7 +19,7 @@ from core.ratings import LEVELS
 
 from ...core.test_attachments import HTML, png, wav
 from .test_widget_browser import (  # noqa: F401  (fixtures)
-    SERVICE_APPS, XSS, browser, chromium, embedder, server, watch,
+    SERVICE_APPS, XSS, embedder, server, watch,
 )
 
 pytestmark = pytest.mark.browser
