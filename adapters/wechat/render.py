@@ -1,0 +1,102 @@
+"""The core's Outbound as WeChat text: one message's text, packing into platform messages, the
+passive (in-response) reply.
+
+WeChat shows text only here: links become "title: url" lines (WeChat makes URLs tappable),
+quick replies a numbered menu ("回复 1、2、3 选择"; the core maps the digit back to the option),
+and an agent's rating request the "回复1-5" prompt, whose digits the core's rating flow reads.
+Pictures an agent sends cannot be shown without uploading them to the platform first (not done
+yet): the citizen is told there is one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from core.dialog.models import Outbound
+from core.ratings import TEXT_PROMPT
+
+#: the most we put in one text message, in UTF-8 bytes; the platform's documented limit for a
+#: customer-service text is 2048, and the passive reply's is no larger
+MAX_BYTES = 2000
+#: characters XML 1.0 cannot carry at all; dropped so a reply is always well-formed
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_MARKERS = {"image": "[图片]", "voice": "[语音]", "file": "[文件]"}
+
+
+def render_text(out: Outbound) -> str:
+    if out.rating is not None and out.rating.segment == "agent":
+        # "回复1-5" instead of the numbered menu: the levels read the same either way (1 = 非常
+        # 不满意 … 5 = 非常满意), and the prompt says it in one line
+        parts = [out.rating.prompt or out.text, TEXT_PROMPT]
+        parts += [f"{link.title}: {link.url}" for link in out.links]
+        text = "\n".join(p for p in parts if p)
+    else:
+        text = out.plain_text()
+    if out.attachments:
+        marks = "".join(_MARKERS.get(a.kind, "[附件]") for a in out.attachments)
+        note = f"{marks}（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）"
+        text = f"{text}\n\n{note}" if text else note
+    return _NOT_XML.sub("", text)
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def split(text: str, limit: int = MAX_BYTES) -> list[str]:
+    """``text`` in pieces of at most ``limit`` bytes, cut at line ends where possible."""
+    if _size(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        while _size(line) > limit:  # one very long line: cut it by characters
+            room, cut = limit - _size(current), 0
+            while cut < len(line) and _size(line[:cut + 1]) <= room:
+                cut += 1
+            if cut == 0:
+                pieces.append(current)
+                current = ""
+                continue
+            pieces.append(current + line[:cut])
+            current, line = "", line[cut:]
+        if _size(current + line) > limit:
+            pieces.append(current)
+            current = ""
+        current += line
+    if current:
+        pieces.append(current)
+    return [p.strip("\n") for p in pieces if p.strip()]
+
+
+def pack(texts: list[str], limit: int = MAX_BYTES) -> list[str]:
+    """Consecutive texts in as few platform messages as fit: the platform allows only a few
+    customer-service messages per citizen message (5 in 48 hours), so two short notices
+    (e.g. "服务已结束" and the rating request) go out as one."""
+    out: list[str] = []
+    for text in texts:
+        for piece in split(text, limit):
+            if out and _size(out[-1]) + 2 + _size(piece) <= limit:
+                out[-1] = f"{out[-1]}\n\n{piece}"
+            else:
+                out.append(piece)
+    return out
+
+
+def _cdata(text: str) -> str:
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def passive_xml(to_user: str, from_user: str, content: str, now: int | None = None) -> str:
+    """An Official Account's 被动回复 text message (to the citizen's openid, from the account)."""
+    return ("<xml>"
+            f"<ToUserName>{_cdata(to_user)}</ToUserName>"
+            f"<FromUserName>{_cdata(from_user)}</FromUserName>"
+            f"<CreateTime>{int(now if now is not None else time.time())}</CreateTime>"
+            "<MsgType><![CDATA[text]]></MsgType>"
+            f"<Content>{_cdata(_NOT_XML.sub('', content))}</Content>"
+            "</xml>")
+
+
+__all__ = ["render_text", "split", "pack", "passive_xml", "MAX_BYTES"]
