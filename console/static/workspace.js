@@ -414,6 +414,16 @@
         }
         return;
       }
+      if (e.type === "channel_window_closed" || e.type === "channel_send_failed") {
+        // a platform channel (WeChat …) could not deliver: tell the agent serving that citizen
+        var mine = state.board && (state.board.mine || []).some(function (h) {
+          return h.conversation_id === e.conversation;
+        });
+        if (mine) showAlert(e.type === "channel_window_closed"
+          ? "该群众的平台会话窗口已关闭（超过48小时或已达消息条数上限），消息无法送达；可等待群众再次来信，或派单12345。"
+          : "消息未能通过平台发送给该群众（多次重试失败），请稍后重试或改用其他方式联系。");
+        return;
+      }
       if (e.type === "assigned" && e.agent === me && !current) state.fresh[e.handoff] = true;
       if (e.type === "sla_breach") state.breached[e.handoff] = true;
       if (current) loadTranscript(false);
