@@ -65,6 +65,8 @@ class HandoffService:
         self.clock = clock
         self._marker = f"{prefix}queue:epoch"
         self._dirty: set[str] = set()
+        #: conversations whose line request() just joined, for after() (same process)
+        self._opened: dict[str, str] = {}
         #: overdue entries this process has already handled (conversation, state, unit) → when
         self._breached: dict[tuple[str, str, str], float] = {}
         self._task: asyncio.Task | None = None
@@ -138,6 +140,9 @@ class HandoffService:
                                                   "user": conv.channel_user},
                                  now=self.clock())
         self._dirty.add(unit)
+        if len(self._opened) > 10_000:  # after() normally pops it at once; never let it grow
+            self._opened.clear()
+        self._opened[conv.id] = unit  # for after(), without reading the row back
         await self.events.publish({"type": "queue", "unit": unit, "conversation": conv.id,
                                    "handoff": h.id})
         position = await self.queue.position(conv.id) or 1
@@ -150,9 +155,12 @@ class HandoffService:
 
     async def after(self, conversation_id: str) -> None:
         """Called once the request's replies are stored: assign now if an agent is free."""
-        h = await self.store.current(conversation_id)
-        if h is not None and h.state == "waiting":
-            await self.assign_unit(h.unit)
+        unit = self._opened.pop(conversation_id, None)
+        if unit is None:
+            h = await self.store.current(conversation_id)
+            unit = h.unit if h is not None and h.state == "waiting" else None
+        if unit is not None:
+            await self.assign_unit(unit)
 
     # -- while a person is (about to be) serving ----------------------------------------------
 
@@ -200,15 +208,14 @@ class HandoffService:
         return n
 
     async def _assigned(self, conversation_id: str, agent: str, unit: str) -> None:
-        h = await self.store.current(conversation_id)
         name = await self.agent_name(agent)
-        if h is None or h.state != "waiting" or not await self.store.assign(
-                h.id, agent, name, at=self.now()):
+        hid = await self.store.assign_waiting(conversation_id, agent, name, at=self.now())
+        if hid is None:
             # the citizen cancelled (or it was handled elsewhere) after joining the line
             await self.queue.release(agent, conversation_id)
             return
         u = self.units[unit]
-        await self.events.publish({"type": "assigned", "unit": unit, "handoff": h.id,
+        await self.events.publish({"type": "assigned", "unit": unit, "handoff": hid,
                                    "conversation": conversation_id, "agent": agent})
         status = QueueStatus(state="assigned", unit=unit, unit_name=u.name, agent_name=name)
         await self.notifier.tell(conversation_id, f"{u.name}工作人员{name}已为您接入，请描述您的问题。",

@@ -150,6 +150,23 @@ class HandoffStore:
                                .values(status="agent"))
         return True
 
+    async def assign_waiting(self, conversation_id: str, agent: str, agent_name: str, *,
+                             at: datetime | None = None) -> str | None:
+        """Assign the conversation's waiting segment in one statement (the hot path of
+        assignment); returns the segment's id, None when it is no longer waiting."""
+        at = at or utcnow()
+        async with self.engine.begin() as conn:
+            hid = (await conn.execute(
+                update(handoffs).where(handoffs.c.conversation_id == conversation_id,
+                                       handoffs.c.state == "waiting")
+                .values(state="assigned", agent=agent, agent_name=agent_name, assigned_at=at)
+                .returning(handoffs.c.id))).scalar()
+            if hid is not None:
+                await conn.execute(update(conversations)
+                                   .where(conversations.c.id == conversation_id)
+                                   .values(status="agent"))
+        return hid
+
     async def first_response(self, handoff_id: str, at: datetime | None = None) -> bool:
         """Record the agent's first reply; True only the first time."""
         async with self.engine.begin() as conn:
