@@ -48,11 +48,15 @@ async def server(settings, redis, seeded):
 
 @contextlib.asynccontextmanager
 async def someone_at_the_screen(page):
-    """A person using the kiosk (a key press every 300 ms), so the short idle timeout of this
-    test cannot strike while the test is still reading; leaving the block is walking away."""
+    """A person using the kiosk (activity every 300 ms), so the short idle timeout of this
+    test cannot strike while the test is still reading; leaving the block is walking away.
+
+    The activity is a dispatched event, not a real key press: a real Shift held down while the
+    test presses Enter would make it Shift+Enter (a new line, not a send) — a flaky test."""
     async def keep() -> None:
         while True:
-            await page.keyboard.press("Shift")
+            await page.evaluate(
+                "document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Shift'}))")
             await asyncio.sleep(0.3)
 
     task = asyncio.create_task(keep())
