@@ -201,6 +201,7 @@ async def test_queue_banner_agent_messages_pictures_and_rating(server, browser):
     await hub.notifier.tell(conv, "请为市人社局本次人工服务评价：", action="rating",
                             body=rating_request("h-test", "市人社局"))
     rating = log.get_by_role("group", name="请为市人社局本次人工服务评价：")
+    await expect(rating.get_by_role("button")).to_have_count(5)  # pushed: wait, don't race it
     levels = await rating.get_by_role("button").all_inner_texts()
     assert levels == [LEVELS[n] for n in (1, 2, 3, 4, 5)]
     assert levels[0] == "非常不满意" and levels[-1] == "非常满意"
