@@ -18,6 +18,7 @@ Two delivery styles are supported:
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from core.hub import Hub
 
 log = logging.getLogger(__name__)
+
+
+def clock() -> float:
+    """Seconds since the epoch for rate windows (a function, so tests can hold it still)."""
+    return time.time()
 
 
 class AdapterConfig(BaseModel):
@@ -63,6 +69,17 @@ class ChannelAdapter(ABC):
 
     async def stop(self) -> None:
         """Release resources. Called once at shutdown, in reverse order of start."""
+
+    async def count_message(self, channel_user: str, window_s: int = 60) -> tuple[int, int]:
+        """Count one message of the citizen in the current fixed window, in Redis so every
+        process shares the count (the per-citizen rate limit every channel must apply).
+        Returns (messages in this window so far, seconds until the window ends)."""
+        now = int(clock())
+        window = now // window_s
+        key = f"{self.hub.settings.redis.prefix}{self.name}:rate:{channel_user}:{window}"
+        async with self.hub.redis.pipeline(transaction=True) as pipe:
+            count, _ = await pipe.incr(key).expire(key, window_s + 1).execute()
+        return int(count), (window + 1) * window_s - now
 
     @abstractmethod
     def render(self, out: Outbound) -> Any:

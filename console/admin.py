@@ -171,6 +171,17 @@ async def _target(request: web.Request) -> StaffUser:
             back=(BASE, "返回用户列表")), content_type="text/html") from None
 
 
+def _as_now(users: list[StaffUser], actor_id: str, target: StaffUser
+            ) -> tuple[StaffUser | None, StaffUser]:
+    """Under the accounts lock: the acting admin as the database has them now (None when no
+    longer an active admin), and the target account as it is now."""
+    fresh = {u.id: u for u in users}
+    actor = fresh.get(actor_id)
+    if actor is not None and not (actor.active and actor.has_role("admin")):
+        actor = None
+    return actor, fresh.get(target.id, target)
+
+
 def _busy(request: web.Request) -> web.Response:
     return _html(message_page("请稍后重试", "其他管理员正在修改账号，请稍后重试。",
                               session=staff_session(request), back=(BASE, "返回用户列表")), 503)
@@ -241,9 +252,8 @@ async def user_roles(request: web.Request) -> web.StreamResponse:
     if checked is not None:
         try:
             async with _accounts_locked(request) as users:
-                fresh = {u.id: u for u in users}
-                actor, target = fresh.get(session.user.id), fresh.get(target.id, target)
-                if actor is None or not (actor.active and actor.has_role("admin")):
+                actor, target = _as_now(users, session.user.id, target)
+                if actor is None:
                     return _not_admin_now(request)
                 problem = lockout_problem(users, actor.id, target, active=target.active,
                                           roles=checked.roles)
@@ -288,9 +298,8 @@ async def user_disable(request: web.Request) -> web.StreamResponse:
     target = await _target(request)
     try:
         async with _accounts_locked(request) as users:
-            fresh = {u.id: u for u in users}
-            actor, target = fresh.get(session.user.id), fresh.get(target.id, target)
-            if actor is None or not (actor.active and actor.has_role("admin")):
+            actor, target = _as_now(users, session.user.id, target)
+            if actor is None:
                 return _not_admin_now(request)
             if not target.active:
                 return await _done(request, f"{target.username} 已是停用状态。",

@@ -172,9 +172,9 @@ def _page(session: StaffSession, title: str, crumbs: list[tuple[str, str | None]
           flash: str | None = None) -> str:
     trail = " › ".join(f'<a href="{_e(h)}">{_e(t)}</a>' if h else _e(t) for t, h in crumbs)
     note = f'<p class="bb-flash" role="status">{_e(flash)}</p>' if flash else ""
-    main = (f'<link rel="stylesheet" href="{ADMIN_CSS}">\n'
-            f'<nav class="bb-crumbs" aria-label="位置">{trail}</nav>\n{note}\n{body}')
-    return _layout(title, main, session=session)
+    main = f'<nav class="bb-crumbs" aria-label="位置">{trail}</nav>\n{note}\n{body}'
+    return _layout(title, main, session=session,
+                   head=f'<link rel="stylesheet" href="{ADMIN_CSS}">\n')
 
 
 def _csrf(session: StaffSession) -> str:

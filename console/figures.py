@@ -22,7 +22,7 @@ from core.config import Settings
 from core.errors import Forbidden
 from core.figures import BY, Figures, FiguresQuery, compute, default_range
 from core.hours import load_units
-from core.reference import load_codes, load_matters
+from core.reference import load_codes, matter_names
 from core.staff import StaffUser
 
 from .auth import login_required, staff_session
@@ -107,7 +107,7 @@ def _labels(units_file: Any) -> dict[str, dict[str, str]]:
     terminal = codes.table("terminal")
     return {
         "unit": {code: u.name for code, u in load_units(units_file).items()},
-        "matter": {m.code: m.name for m in load_matters().matters},
+        "matter": matter_names(),
         "channel": {name: terminal[_TERMINAL.get(name, name)]
                     for name in ("web", "app", "wechat", "alipay", "kiosk")},
     }

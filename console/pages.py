@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from html import escape
 
 from core.conversations import SHANGHAI
-from core.reference import load_codes
+from core.reference import department_name
 from core.staff import ROLE_LABELS, StaffSession
 
 STYLESHEET = "/console/static/console.css"
@@ -66,24 +66,30 @@ def role_names(roles: list[str]) -> str:
 
 
 def unit_name(code: str) -> str:
-    try:
-        return load_codes().label("department", code)
-    except KeyError:  # a unit removed from codes.yaml after the account was made
-        return code
+    return department_name(code)  # a unit removed from codes.yaml still shows its code
 
 
-def _layout(title: str, main: str, *, session: StaffSession | None = None) -> str:
+def _layout(title: str, main: str, *, session: StaffSession | None = None, head: str = "",
+            nav: str = "", body_class: str = "", wide: bool = False) -> str:
+    """The console's one frame. ``head``: extra stylesheets/scripts; ``nav``: links shown in
+    the top bar; ``wide``: a full-width application page (the workspace) that brings its own
+    ``<main>`` and names itself in the top bar."""
     who = ""
     meta = ""
     if session is not None:
         meta = f'<meta name="csrf-token" content="{_e(session.csrf_token)}">\n'
+        me = ' class="ws-me"' if wide else ""
         who = f"""<div class="bb-who">
-      <span>{_e(session.user.display_name)}</span>
+      <span{me}>{_e(session.user.display_name)}</span>
       <form method="post" action="/console/logout">
         <input type="hidden" name="csrf_token" value="{_e(session.csrf_token)}">
         <button type="submit">退出登录</button>
       </form>
     </div>"""
+    brand = f"帮办工作台 · {_e(title)}" if wide else "帮办工作台"
+    nav = f'\n    <nav class="ws-nav" aria-label="工作台导航">{nav}</nav>' if nav else ""
+    body = main if wide else f'<main class="bb-main" id="main">\n{main}\n</main>'
+    body_attr = f' class="{_e(body_class)}"' if body_class else ""
     return f"""<!doctype html>
 <html lang="zh-CN">
 <head>
@@ -92,17 +98,15 @@ def _layout(title: str, main: str, *, session: StaffSession | None = None) -> st
 <meta name="referrer" content="same-origin">
 {meta}<title>{_e(title)} · 帮办工作台</title>
 <link rel="stylesheet" href="{STYLESHEET}">
-</head>
-<body>
+{head}</head>
+<body{body_attr}>
 <header class="bb-top">
-  <div class="bb-top-inner">
-    <span class="bb-brand">帮办工作台</span>
+  <div class="bb-top-inner{' ws-top' if wide else ''}">
+    <span class="bb-brand">{brand}</span>{nav}
     {who}
   </div>
 </header>
-<main class="bb-main" id="main">
-{main}
-</main>
+{body}
 </body>
 </html>
 """

@@ -27,7 +27,7 @@ from core.staff import StaffSession, StaffUser
 from .auth import login_required, staff_session
 from .pages import _e
 from .workspace import HandoffDisabled, desk_of, error_response, matter_name
-from .workspace_page import PAGE as WORKSPACE, html_response, layout
+from .workspace_page import PAGE as WORKSPACE, html_response, layout, unavailable
 
 PATH = "/console/supervisor"
 ROLES = ("supervisor", "admin")
@@ -198,9 +198,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     try:
         desk = desk_of(request)
     except HandoffDisabled as exc:
-        return html_response(layout(session, "班组监控", f'<main class="bb-main"><section '
-                                    f'class="bb-card"><h1>班组监控不可用</h1><p>{_e(exc)}</p>'
-                                    f'</section></main>', script=None), 404)
+        return html_response(unavailable(session, "班组监控", "班组监控不可用", exc), 404)
     return html_response(supervisor_page(session, await overview(desk, session.user)))
 
 

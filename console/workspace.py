@@ -25,7 +25,7 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from core.appkeys import HUB, SETTINGS
+from core.appkeys import HUB
 from core.attachments import AttachmentStore, TooLarge, UnsupportedType, check, collect, \
     id_from_url, response_headers
 from core.dialog.bot import answer_body
@@ -35,6 +35,7 @@ from core.handoff import AgentDesk, BannedPhrase
 from core.handoff.desk import MAX_REPLY
 from core.handoff.store import Handoff
 from core.kb.richtext import html_to_text
+from core.reference import matter_names
 from core.staff import StaffUser
 
 from .auth import login_required, staff_session
@@ -136,8 +137,7 @@ def user_of(request: web.Request) -> StaffUser:
 
 
 def attachments_of(request: web.Request) -> AttachmentStore:
-    h = request.config_dict[SETTINGS].handoff
-    return AttachmentStore(request.config_dict[HUB].engine, h.max_image_bytes, h.max_voice_bytes)
+    return request.config_dict[HUB].attachments
 
 
 def holding(h: Handoff, user: StaffUser) -> None:
@@ -150,8 +150,7 @@ def holding(h: Handoff, user: StaffUser) -> None:
 def matter_name(desk: AgentDesk, code: str | None) -> str | None:
     if not code:
         return None
-    names = {m.code: m.name for m in desk.service.matters.matters}
-    return names.get(code, code)
+    return matter_names().get(code, code)
 
 
 def _named(desk: AgentDesk, item: dict[str, Any]) -> dict[str, Any]:
@@ -250,12 +249,11 @@ async def send(request: web.Request) -> web.StreamResponse:
     try:
         out = await desk.send(user, hid, body.text, attachments=media or None)
     except BannedPhrase as exc:
-        # the reason for the agent, and where it is, so the box can highlight it
-        hit = desk.banned.find(body.text.strip()) if desk.banned is not None else None
-        span = {"start": getattr(hit, "start", None), "end": getattr(hit, "end", None)}
+        # the reason for the agent, and where it is in their box, so the box can highlight it
+        span = {"start": exc.start, "end": exc.end}
         lead = len(body.text) - len(body.text.lstrip())
-        if span["start"] is not None:
-            span = {"start": span["start"] + lead, "end": span["end"] + lead}
+        if exc.start is not None:
+            span = {"start": exc.start + lead, "end": exc.end + lead}
         return error_response(exc, phrase=exc.phrase, category=exc.category, reason=exc.reason,
                               **span)
     return web.json_response({"message": message_json(out)})

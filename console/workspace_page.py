@@ -34,7 +34,7 @@ from core.paths import config_dir
 from core.staff import StaffSession, StaffUser
 
 from .auth import login_required, staff_session
-from .pages import CSP, STYLESHEET, _e
+from .pages import CSP, _e, _layout
 from .workspace import DESK_ROLES, MAX_SUMMARY, HandoffDisabled, desk_of
 
 PAGE = "/console/workspace"
@@ -118,36 +118,18 @@ def layout(session: StaffSession, title: str, main: str, *, script: str | None =
         nav.append(f'<a href="{PAGE}">坐席工作台</a>')
     if user.has_role("supervisor", "admin"):
         nav.append('<a href="/console/supervisor">班组监控</a>')
-    js = f'<script src="{script}" defer></script>\n' if script else ""
-    return f"""<!doctype html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="same-origin">
-<meta name="csrf-token" content="{_e(session.csrf_token)}">
-<title>{_e(title)} · 帮办工作台</title>
-<link rel="stylesheet" href="{STYLESHEET}">
-<link rel="stylesheet" href="{STYLE}">
-{js}</head>
-<body class="ws {_e(body_class)}">
-<header class="bb-top">
-  <div class="bb-top-inner ws-top">
-    <span class="bb-brand">帮办工作台 · {_e(title)}</span>
-    <nav class="ws-nav" aria-label="工作台导航">{"".join(nav)}</nav>
-    <div class="bb-who">
-      <span class="ws-me">{_e(user.display_name)}</span>
-      <form method="post" action="/console/logout">
-        <input type="hidden" name="csrf_token" value="{_e(session.csrf_token)}">
-        <button type="submit">退出登录</button>
-      </form>
-    </div>
-  </div>
-</header>
-{main}
-</body>
-</html>
-"""
+    head = f'<link rel="stylesheet" href="{STYLE}">\n'
+    if script:
+        head += f'<script src="{script}" defer></script>\n'
+    return _layout(title, main, session=session, head=head, nav="".join(nav),
+                   body_class=f"ws {body_class}".strip(), wide=True)
+
+
+def unavailable(session: StaffSession, title: str, heading: str, why: object) -> str:
+    """The page said when human help is switched off (handoff.enabled: false)."""
+    return layout(session, title, f'<main class="bb-main"><section class="bb-card"><h1>'
+                                  f'{_e(heading)}</h1><p>{_e(why)}</p></section></main>',
+                  script=None)
 
 
 def html_response(body: str, status: int = 200) -> web.Response:
@@ -251,9 +233,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     try:
         desk = desk_of(request)
     except HandoffDisabled as exc:
-        return html_response(layout(session, "坐席工作台", f'<main class="bb-main"><section '
-                                    f'class="bb-card"><h1>工作台不可用</h1><p>{_e(exc)}</p>'
-                                    f'</section></main>', script=None), 404)
+        return html_response(unavailable(session, "坐席工作台", "工作台不可用", exc), 404)
     canned = request.config_dict[CANNED].for_user(session.user)
     return html_response(workspace_page(session, desk, canned))
 

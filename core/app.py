@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from .appkeys import ENGINE, HUB, KB_STORE, REDIS, REDIS_URL, SETTINGS
+from .attachments import AttachmentStore
 from .bus import Bus, Events
 from .handoff.wiring import build as build_handoff
 from .notify import Notifier
@@ -94,6 +95,8 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
     hub.bus = Bus(hub.redis, settings.redis.prefix)
     hub.events = Events(hub.redis, settings.redis.prefix)
     hub.notifier = Notifier(hub.conversations, hub.bus)
+    hub.attachments = AttachmentStore(hub.engine, settings.handoff.max_image_bytes,
+                                      settings.handoff.max_voice_bytes)
     hub.handoff = hub.desk = None
     if settings.handoff.enabled:
         hub.handoff, hub.desk = build_handoff(hub, settings)
@@ -101,11 +104,11 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
                                prefix=settings.redis.prefix,
                                context_ttl_s=settings.bot.context_ttl_s,
                                ratings=RatingStore(hub.engine), human=hub.handoff)
-    rq_connection = None
+    # RQ speaks synchronous Redis: one client per process for everything it enqueues
+    hub.rq = sync_client(app[REDIS_URL])
     if hub.desk is not None:
         hub.desk.contexts = hub.dialog
-        rq_connection = sync_client(app[REDIS_URL])
-        hub.desk.dispatcher = tickets.dispatcher(hub.engine, rq_connection, settings)
+        hub.desk.dispatcher = tickets.dispatcher(hub.engine, hub.rq, settings)
     hub.bus.subscribe(hub.dispatch)
     await hub.bus.start()
     await hub.events.start()
@@ -125,8 +128,7 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.exception("adapter %s failed to stop", adapter.name)
         if hub.handoff is not None:
             await hub.handoff.stop()
-        if rq_connection is not None:
-            rq_connection.close()
+        hub.rq.close()
         await hub.events.stop()
         await hub.bus.stop()
         await hub.knowledge.stop()

@@ -132,6 +132,13 @@ class ConversationStore:
             raise NotFound(f"no conversation {conversation_id!r}")
         return Conversation(**{k: row[k] for k in Conversation.__slots__})
 
+    async def close(self, conversation_id: str, *, now: datetime | None = None) -> None:
+        """End the conversation (its citizen's next message starts a new one)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(conversations).where(
+                conversations.c.id == conversation_id, conversations.c.status != "closed")
+                .values(status="closed", closed_at=now or utcnow()))
+
     async def set_matter(self, conversation_id: str, matter: str | None) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(update(conversations).where(conversations.c.id == conversation_id)

@@ -33,12 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from console.auth import login_required, staff_session
 from console.figures import unit_scope
 
-from .appkeys import ENGINE, HUB, REDIS, REDIS_URL, SETTINGS
+from .appkeys import ENGINE, HUB, REDIS, SETTINGS
+from .bodies import read_limited
 from .db.schema import tickets
 from .errors import Forbidden, NotFound, ValidationFailed
 from .hub import Hub
 from .logging import mask_personal_data
-from .redisconn import sync_client
 from .tasks import cancel_and_wait
 from . import tickets as _tickets
 from .tickets import (
@@ -181,26 +181,13 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it is longer than ``limit`` (read no further than that)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks, size = [], 0
-    while chunk := await request.content.read(65536):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def callback(request: web.Request) -> web.Response:
     """POST /api/hotline/v1/callback"""
     settings = request.config_dict[SETTINGS]
     secret = settings.dispatch.secret
     if not secret:
         return _error(503, "dispatch_off", "12345 dispatch is not configured here")
-    body = await _read_limited(request, MAX_CALLBACK_BYTES)
+    body = await read_limited(request, MAX_CALLBACK_BYTES)
     if body is None:
         return _error(413, "too_large", f"a status update is at most {MAX_CALLBACK_BYTES} bytes")
     try:
@@ -330,23 +317,20 @@ async def _recover_forever(app: web.Application, every_s: float, stale_after_s: 
     settings = app[SETTINGS]
     dispatch = dispatch_config(settings)
     lock = f"{settings.redis.prefix}tickets:recover-lock"
-    connection = sync_client(app[REDIS_URL])
-    try:
-        while True:
-            try:
-                # one process per round; the lock expires by itself, so a dead holder blocks
-                # nobody for longer than a round
-                if await app[REDIS].set(lock, "1", nx=True, px=max(int(every_s * 1000), 1)):
-                    await recover_stuck(app[ENGINE], connection, dispatch,
-                                        stale_after_s=stale_after_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis or the database is down: try again next round
-                log.warning("ticket recovery sweep failed; retrying in %.0f s", every_s,
-                            exc_info=True)
-            await asyncio.sleep(every_s)
-    finally:
-        connection.close()
+    connection = app[HUB].rq  # the process's RQ client (closed with the core)
+    while True:
+        try:
+            # one process per round; the lock expires by itself, so a dead holder blocks
+            # nobody for longer than a round
+            if await app[REDIS].set(lock, "1", nx=True, px=max(int(every_s * 1000), 1)):
+                await recover_stuck(app[ENGINE], connection, dispatch,
+                                    stale_after_s=stale_after_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # Redis or the database is down: try again next round
+            log.warning("ticket recovery sweep failed; retrying in %.0f s", every_s,
+                        exc_info=True)
+        await asyncio.sleep(every_s)
 
 
 def _recovery_ctx(every_s: float | None, stale_after_s: float | None):  # noqa: ANN202

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import redis
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +20,7 @@ from .dialog.models import Inbound, Outbound
 if TYPE_CHECKING:
     from adapters.base import ChannelAdapter
 
+    from .attachments import AttachmentStore
     from .bus import Bus, Events
     from .handoff import AgentDesk, HandoffService
     from .notify import Notifier
@@ -44,6 +46,10 @@ class Hub:
         self.bus: Bus
         self.events: Events
         self.notifier: Notifier
+        #: synchronous Redis client for enqueueing RQ jobs (RQ is not asyncio)
+        self.rq: redis.Redis
+        #: pictures and voice messages of every channel and the workspace
+        self.attachments: AttachmentStore
         #: human help; None when handoff.enabled is false
         self.handoff: HandoffService | None = None
         self.desk: AgentDesk | None = None

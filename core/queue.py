@@ -196,9 +196,24 @@ class Queue:
         average of time per assignment (see ASSIGN in core.queue_lua), floored at
         MIN_INTERVAL_S; PRIOR_INTERVAL_S per position until the unit has assigned anyone.
         An estimate to show, not a promise: it follows the unit's recent pace."""
+        return max(position, 0) * await self.wait_per_position(unit)
+
+    async def wait_per_position(self, unit: str) -> float:
+        """The seconds :meth:`expected_wait_s` counts per place in the unit's line."""
         avg = _f(await self.redis.hget(self._k("stats", unit), "avg_interval"))
-        per = self.PRIOR_INTERVAL_S if avg is None else max(avg, self.MIN_INTERVAL_S)
-        return max(position, 0) * per
+        return self.PRIOR_INTERVAL_S if avg is None else max(avg, self.MIN_INTERVAL_S)
+
+    async def census(self, units: Sequence[str], *, now: float | None = None
+                     ) -> list[tuple[int, int]]:
+        """(waiting, past their first-response deadline) of each unit, in one round trip:
+        what a sweep looks at first, so idle units cost it nothing more."""
+        now = self._now(now)
+        pipe = self.redis.pipeline(transaction=False)
+        for unit in units:
+            pipe.zcard(self._k("wait", unit))
+            pipe.zcount(self._k("sla", unit), "-inf", f"({now!r}")
+        res = await pipe.execute()
+        return [(int(res[2 * i]), int(res[2 * i + 1])) for i in range(len(units))]
 
     # -- agents --------------------------------------------------------------------------------
 

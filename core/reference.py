@@ -119,5 +119,20 @@ def load_codes(path: Path | None = None) -> Codes:
 
 
 @cache
+def matter_names() -> dict[str, str]:
+    """Matter code → name (config/matters.yaml), built once."""
+    return {m.code: m.name for m in load_matters().matters}
+
+
+def department_name(code: str) -> str:
+    """A department code's name (config/codes.yaml), or the code itself when the table no
+    longer has it (an entry or account older than a change to the table)."""
+    try:
+        return load_codes().label("department", code)
+    except KeyError:
+        return code
+
+
+@cache
 def load_matters(path: Path | None = None) -> Matters:
     return _load(path or config_dir() / "matters.yaml", Matters)

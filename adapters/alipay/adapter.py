@@ -36,7 +36,6 @@ from redis.exceptions import RedisError
 from adapters.base import ChannelAdapter
 from core.dialog.models import Inbound, Outbound
 from core.nlu.text import numbered_choice
-from core.redisconn import embedded_for, sync_client
 
 from .config import AlipayApp, AlipayConfig
 from .gateway import (
@@ -72,7 +71,6 @@ class AlipayAdapter(ChannelAdapter):
         #: the settings jobs are given; None (production): the worker uses its own
         #: configuration, so the apps' private keys never travel through Redis
         self.job_settings: dict[str, Any] | None = None
-        self._rq = None  # the synchronous Redis client RQ needs (set in start)
         #: messages handed to the core and still running past the answer deadline
         self._tasks: set[asyncio.Task] = set()
         #: pushes between their claim and their enqueue (stop waits for them)
@@ -81,11 +79,6 @@ class AlipayAdapter(ChannelAdapter):
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/channels/alipay/{name:[a-z0-9][a-z0-9_-]{0,31}}", self.notify)]
-
-    async def start(self) -> None:
-        settings = self.hub.settings
-        url = settings.redis.url or embedded_for(settings).url  # type: ignore[union-attr]
-        self._rq = sync_client(url)
 
     async def stop(self) -> None:
         # from now on other processes claim the messages: this one could not queue them
@@ -98,8 +91,6 @@ class AlipayAdapter(ChannelAdapter):
         deadline = time.monotonic() + 5
         while self._pushing and time.monotonic() < deadline:  # an enqueue is using the client
             await asyncio.sleep(0.05)
-        if self._rq is not None:
-            self._rq.close()
 
     # -- the gateway --------------------------------------------------------------------------
     async def notify(self, request: web.Request) -> web.Response:
@@ -212,12 +203,9 @@ class AlipayAdapter(ChannelAdapter):
         return None
 
     async def _within_rate(self, channel_user: str) -> None:
-        limit, now = self.config.rate_limit_per_minute, int(time.time())
-        key = f"{self.prefix}rate:{channel_user}:{now // 60}"
-        async with self.hub.redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, 61).execute()
+        limit = self.config.rate_limit_per_minute
+        count, retry = await self.count_message(channel_user)
         if count > limit:
-            retry = 60 - now % 60
             raise GatewayError(429, "rate_limited", f"more than {limit} messages a minute from "
                                f"this citizen; try again in {retry} s",
                                headers={"Retry-After": str(retry)})
@@ -323,7 +311,7 @@ class AlipayAdapter(ChannelAdapter):
         delivery = Delivery(app=app.name, to_user_id=user, conversation_id=mine[0].conversation_id,
                             parts=parts)
         try:
-            await asyncio.to_thread(enqueue, self._rq, delivery, self.config, self.job_settings)
+            await asyncio.to_thread(enqueue, self.hub.rq, delivery, self.config, self.job_settings)
         except Exception:  # Redis down, most likely: the messages stay in SQL, unsent
             self.log.exception("alipay: could not queue messages %s of %s",
                                ", ".join(o.message_id for o in mine), delivery.conversation_id)

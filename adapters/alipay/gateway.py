@@ -27,6 +27,7 @@ from aiohttp import web
 from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.bodies import read_limited
 from core.dialog.models import MAX_TEXT
 from core.errors import BangbanError
 
@@ -70,15 +71,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
     too_large = GatewayError(413, "body_too_large",
                              f"the notification exceeds the limit of {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
+    body = await read_limited(request, limit)
+    if body is None:
         raise too_large
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return body
 
 
 def parse_form(body: bytes) -> dict[str, str]:

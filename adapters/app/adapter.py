@@ -96,15 +96,13 @@ class AppAdapter(ChannelAdapter):
 
     def __init__(self, hub, config: AppConfig) -> None:
         super().__init__(hub, config)
-        self.guard = Guard(config, hub, hub.settings.redis.prefix)
+        self.guard = Guard(config, hub, hub.settings.redis.prefix, self.count_message)
         #: channel user → events of the long-polls and sockets this process holds for them
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._sockets: set[web.WebSocketResponse] = set()
         #: channel user → their websockets in this process (for transient status frames)
         self._user_sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._closing = False
-        #: pictures and voice messages (set in start: the database is not up before)
-        self.attachments: AttachmentStore
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
@@ -117,10 +115,10 @@ class AppAdapter(ChannelAdapter):
             web.get("/api/openapi.json", self.openapi, allow_head=False),
         ]
 
-    async def start(self) -> None:
-        handoff = self.hub.settings.handoff
-        self.attachments = AttachmentStore(self.hub.engine, handoff.max_image_bytes,
-                                           handoff.max_voice_bytes)
+    @property
+    def attachments(self) -> AttachmentStore:
+        """Pictures and voice messages: the core's one store (there once the app started)."""
+        return self.hub.attachments
 
     # -- delivery ---------------------------------------------------------------------------
     def render(self, out: Outbound) -> dict[str, Any]:

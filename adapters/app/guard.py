@@ -19,6 +19,8 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from core.bodies import read_limited
+
 from . import signing
 from .models import AppConfig, ErrorBody, Problem
 
@@ -90,25 +92,20 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
     too_large = ApiError(413, "body_too_large",
                          f"the request body exceeds the limit of {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
+    body = await read_limited(request, limit)
+    if body is None:
         raise too_large
-    chunks, size = [], 0
-    while True:
-        chunk = await request.content.read(64 * 1024)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return body
 
 
 class Guard:
-    def __init__(self, config: AppConfig, hub, prefix: str) -> None:
+    def __init__(self, config: AppConfig, hub, prefix: str,
+                 count: Callable[[str, int], Awaitable[tuple[int, int]]]) -> None:
         self.config = config
         self.hub = hub  # its Redis client exists once the application has started
         self.prefix = prefix
+        #: the adapter's per-citizen message counter (ChannelAdapter.count_message)
+        self.count = count
 
     async def authenticate(self, request: web.Request, *, read: bool = True,
                            reader: Callable[[web.Request], Awaitable[bytes]] | None = None
@@ -167,13 +164,8 @@ class Guard:
     async def within_rate(self, channel_user: str) -> None:
         """Count one message for this user; 429 with Retry-After once over the limit."""
         limit = self.config.rate_limit
-        now = int(time.time())
-        window = now // limit.window_s
-        key = f"{self.prefix}app:rate:{channel_user}:{window}"
-        async with self.hub.redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, limit.window_s + 1).execute()
+        count, retry = await self.count(channel_user, limit.window_s)
         if count > limit.messages:
-            retry = (window + 1) * limit.window_s - now
             raise ApiError(429, "rate_limited",
                            f"more than {limit.messages} messages in {limit.window_s} s; "
                            f"try again in {retry} s", headers={"Retry-After": str(retry)})

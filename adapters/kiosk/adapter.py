@@ -39,6 +39,7 @@ from core.dialog.models import MAX_TEXT, Outbound
 from core.tasks import cancel_and_wait
 
 from ..base import AdapterConfig, ChannelAdapter
+from ..chatsocket import SocketRegistry
 from . import pages
 from .devices import DEVICE_ID, Devices
 from .render import render
@@ -90,12 +91,7 @@ class KioskConfig(AdapterConfig):
         return self
 
 
-def _minute() -> int:
-    """The rate limit's current window (a function, so tests can hold the clock still)."""
-    return int(time.time() // 60)
-
-
-class KioskAdapter(ChannelAdapter):
+class KioskAdapter(SocketRegistry, ChannelAdapter):
     name = "kiosk"
     config_model = KioskConfig
     config: KioskConfig
@@ -127,10 +123,7 @@ class KioskAdapter(ChannelAdapter):
         self._stopping = True
         await cancel_and_wait(self._sweeper)
         self._sweeper = None
-        for conns in list(self.connections.values()):
-            for conn in list(conns):
-                await conn.close()
-        self.connections.clear()
+        await self.close_all()
 
     def render(self, out: Outbound) -> dict[str, Any]:
         return render(self, out)
@@ -147,24 +140,10 @@ class KioskAdapter(ChannelAdapter):
             # the page may move to a new session while this waits for its turn
             await conn.deliver(outs, user=channel_user)
 
-    # -- connections --------------------------------------------------------------------------
-    def register(self, conn: Connection) -> None:
-        self.connections.setdefault(conn.user, set()).add(conn)
-
-    def unregister(self, conn: Connection) -> None:
-        conns = self.connections.get(conn.user)
-        if conns is not None:
-            conns.discard(conn)
-            if not conns:
-                del self.connections[conn.user]
-
     # -- rate limit ---------------------------------------------------------------------------
     async def allow_message(self, channel_user: str) -> bool:
-        """A fixed one-minute window per session in Redis, shared by all processes."""
-        key = f"{self.hub.settings.redis.prefix}kiosk:rate:{channel_user}:{_minute()}"
-        async with self.hub.redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, 120).execute()
-        return int(count) <= self.config.rate_limit_per_minute
+        count, _ = await self.count_message(channel_user)  # per session, i.e. per person
+        return count <= self.config.rate_limit_per_minute
 
     # -- the backstop -------------------------------------------------------------------------
     @property

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from core.dialog.bot import answer_body
-from core.reference import load_codes, load_matters
+from core.reference import department_name, matter_names
 from core.routing import department_menu
 
 from .devices import DEVICE_ID
@@ -198,16 +198,11 @@ def register(adapter: KioskAdapter):
 
 # -- print view and QR codes ------------------------------------------------------------------
 def _department(code: str | None) -> str | None:
-    if not code:
-        return None
-    try:
-        return load_codes().label("department", code)
-    except KeyError:
-        return code
+    return department_name(code) if code else None
 
 
 def _section(adapter: KioskAdapter, entry, heading: str = "h1") -> str:
-    names = {m.code: m.name for m in load_matters().matters}
+    names = matter_names()
     facts = []
     if entry.matters:
         facts.append(f"<dt>相关事项</dt><dd>{'、'.join(_e(names.get(m, m)) for m in entry.matters)}</dd>")

@@ -27,12 +27,6 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
-
-from core.conversations import Conversation
-from core.db.schema import conversations
-from core.dialog.models import QueueStatus, utcnow
-
 if TYPE_CHECKING:
     from .adapter import KioskAdapter
 
@@ -118,13 +112,11 @@ class Sessions:
             conv = await self.hub.conversations.current(self.adapter.name, user, create=False)
             if conv is None:
                 return  # nobody asked anything: nothing to close
-            await self._end_human_help(conv)
-            async with self.hub.engine.begin() as db:
-                await db.execute(update(conversations).where(
-                    conversations.c.id == conv.id, conversations.c.status != "closed")
-                    .values(status="closed", closed_at=utcnow()))
+            if self.hub.handoff is not None:
+                await self.hub.handoff.citizen_left(conv.id, text=LEFT_TEXT, note=LEFT_NOTE)
+            await self.hub.conversations.close(conv.id)
             # the dialog's live context (last question, offered options) goes with it
-            await self.hub.redis.delete(f"{self.hub.dialog.prefix}ctx:{conv.id}")
+            await self.hub.dialog.forget_context(conv.id)
         except Exception:
             log.warning("kiosk: could not close an ended session; the sweep retries",
                         exc_info=True)
@@ -137,34 +129,3 @@ class Sessions:
             user = user.decode() if isinstance(user, bytes) else user
             if await self.hub.redis.zrem(self._retry_key, user):
                 await self.retire(user)
-
-    async def _end_human_help(self, conv: Conversation) -> None:
-        service = self.hub.handoff
-        if service is None:
-            return
-        # a few rounds: an agent may take the citizen between our read and our cancel
-        for _ in range(3):
-            h = await service.store.current(conv.id)
-            if h is None:
-                return
-            if h.state in ("waiting", "message"):
-                if await service.cancel(h):
-                    return
-                continue
-            ended = await service.store.finish(h.id, "closed", "no_reply", note=LEFT_NOTE,
-                                               from_states=("assigned",), at=service.now())
-            if ended is None:
-                continue
-            if h.agent:
-                await service.queue.release(h.agent, conv.id)
-            status = QueueStatus(state="closed", unit=h.unit,
-                                 unit_name=service.unit_name(h.unit))
-            await self.hub.notifier.tell(conv.id, LEFT_TEXT,
-                                         body={"queue": status.model_dump()})
-            await service.events.publish({
-                "type": "closed", "unit": h.unit, "handoff": h.id, "conversation": conv.id,
-                "agent": h.agent, "resolution": "no_reply", "by": None,
-                "reason": "citizen_left"})
-            await service.assign_unit(h.unit)  # the agent has a free place now
-            return
-        log.warning("kiosk: human help of %s kept changing; left to the agent", conv.id)

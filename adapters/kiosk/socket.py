@@ -27,19 +27,17 @@ refused frame is answered, never a disconnect.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
-from pydantic import ValidationError
+from aiohttp import web
 
 from core.dialog.models import Inbound, Outbound
 
+from ..chatsocket import (BAD_CHOICE, EMPTY, HEARTBEAT_S, UNSUPPORTED, ChatConnection, Refusal,
+                          serve)
 from .sessions import SESSION_ID
 
 if TYPE_CHECKING:
@@ -49,76 +47,30 @@ log = logging.getLogger(__name__)
 
 #: a frame larger than this closes the socket (1009); the message limit is far below it
 MAX_FRAME_BYTES = 16 * 1024
-HEARTBEAT_S = 30.0
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 
-MALFORMED = ("malformed", "消息格式不正确，请点击“结束咨询”后重试")
-UNSUPPORTED = ("unsupported", "暂不支持此类消息")
-EMPTY = ("empty", "请输入您要咨询的问题")
-BAD_CHOICE = ("bad_choice", "该选项无效，请直接输入您的问题")
 RATE_LIMITED = ("rate_limited", "操作太频繁，请稍等片刻再试")
 DUPLICATE = ("duplicate", "这条消息已经收到，请勿重复发送")
-BUSY = ("busy", "系统繁忙，请稍后再试")
 
 
-class Connection:
-    """One open kiosk page: its session, what it has been sent, a lock keeping frames in
-    order."""
+class Connection(ChatConnection):
+    """One open kiosk page: its terminal, its session (``user``), what it has been sent."""
+
+    MALFORMED = ("malformed", "消息格式不正确，请点击“结束咨询”后重试")
+    adapter: KioskAdapter
 
     def __init__(self, adapter: KioskAdapter, ws: web.WebSocketResponse, device: str,
                  user: str) -> None:
-        self.adapter = adapter
-        self.hub = adapter.hub
-        self.ws = ws
+        super().__init__(adapter, ws, user)
         self.device = device
-        self.user = user
         #: someone has touched this session's screen (until then it holds nothing to protect)
         self.used = False
-        self.conversation: str | None = None
-        self.sent: set[int] = set()
-        self._lock = asyncio.Lock()
-
-    # -- sending ------------------------------------------------------------------------------
-    async def send(self, frame: dict[str, Any]) -> bool:
-        if self.ws.closed:
-            return False
-        try:
-            await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
-        except (ConnectionError, RuntimeError):  # the peer went away mid-send
-            return False
-        return True
-
-    async def error(self, what: tuple[str, str]) -> None:
-        await self.send({"type": "error", "code": what[0], "reason": what[1]})
-
-    def _fresh(self, out: Outbound) -> bool | None:
-        conv = out.conversation_id
-        if conv != self.conversation:
-            if self.conversation is not None and conv < self.conversation:
-                return None  # ids are time-ordered: an older conversation is not shown
-            self.conversation, self.sent = conv, set()
-        if out.seq in self.sent:
-            return False
-        self.sent.add(out.seq)
-        return True
 
     async def deliver(self, outs: Iterable[Outbound], *, user: str | None = None) -> None:
         """Send messages in seq order, each once; ``user``: only if still on that session."""
         async with self._lock:
             if user is not None and user != self.user:
                 return
-            for out in sorted(outs, key=lambda o: (o.conversation_id, o.seq)):
-                if out.seq == 0:
-                    if out.queue is not None and not (
-                            self.conversation and out.conversation_id < self.conversation):
-                        await self.send({"type": "status", "message": self.adapter.render(out)})
-                    continue
-                if self._fresh(out):
-                    await self.send({"type": "message", "message": self.adapter.render(out)})
-
-    async def close(self) -> None:
-        if not self.ws.closed:
-            await self.ws.close(code=1001, message=b"server restarting")
+            await self._deliver(outs)
 
     # -- sessions -----------------------------------------------------------------------------
     async def hello(self, *, resumed: bool) -> None:
@@ -167,12 +119,9 @@ class Connection:
 
     # -- frames -------------------------------------------------------------------------------
     async def on_text(self, data: str) -> None:
-        try:
-            frame = json.loads(data)
-        except ValueError:
-            return await self.error(MALFORMED)
-        if not isinstance(frame, dict):
-            return await self.error(MALFORMED)
+        frame = self.parse(data)
+        if isinstance(frame, tuple):
+            return await self.error(frame)
         kind = frame.get("type")
         if kind == "end":
             return await self.end()
@@ -198,46 +147,33 @@ class Connection:
             return await self.error(RATE_LIMITED)
         await self._handle(inbound)
 
-    def _client_id(self, frame: dict) -> str | None | tuple[str, str]:
-        client_id = frame.get("id")
-        if client_id is None:
-            return None
-        if not (isinstance(client_id, str) and _CLIENT_ID.match(client_id)):
-            return MALFORMED
-        return f"{self.user}:{client_id}"  # scoped: one session cannot collide with another
-
-    def _text(self, frame: dict) -> Inbound | tuple[str, str]:
+    def _text(self, frame: dict) -> Inbound | Refusal:
         text = frame.get("text")
         if not isinstance(text, str):
-            return MALFORMED
+            return self.MALFORMED
         text = text.strip()
         if not text:
             return EMPTY
         limit = self.adapter.config.max_message_length
         if len(text) > limit:
             return ("too_long", f"问题太长了，请控制在{limit}字以内")
-        msg_id = self._client_id(frame)
+        msg_id = self.client_id(frame)
         if isinstance(msg_id, tuple):
             return msg_id
         return self._inbound(kind="text", text=text, msg_id=msg_id)
 
-    def _quick_reply(self, frame: dict) -> Inbound | tuple[str, str]:
-        payload, label = frame.get("payload"), frame.get("label")
-        if not (isinstance(payload, str) and isinstance(label, str)
-                and 0 < len(payload) <= 200 and 0 < len(label.strip()) <= 60):
+    def _quick_reply(self, frame: dict) -> Inbound | Refusal:
+        choice = self.choice(frame)
+        if choice is None:
             return BAD_CHOICE
-        msg_id = self._client_id(frame)
+        msg_id = self.client_id(frame)
         if isinstance(msg_id, tuple):
             return msg_id
-        return self._inbound(kind="quick_reply", text=label.strip(), payload=payload,
-                             msg_id=msg_id)
+        payload, label = choice
+        return self._inbound(kind="quick_reply", text=label, payload=payload, msg_id=msg_id)
 
-    def _inbound(self, **fields: Any) -> Inbound | tuple[str, str]:
-        try:
-            return Inbound(channel=self.adapter.name, channel_user=self.user,
-                           meta={"terminal": self.device}, **fields)
-        except ValidationError:
-            return MALFORMED
+    def _inbound(self, **fields: Any) -> Inbound | Refusal:
+        return self.inbound(meta={"terminal": self.device}, **fields)
 
     async def _handle(self, inbound: Inbound) -> None:
         user = self.user
@@ -280,21 +216,7 @@ def handler(adapter: KioskAdapter):
         conn = Connection(adapter, ws, device, user)
         adapter.register(conn)
         try:
-            try:
-                await conn.hello(resumed=resumed)
-            except Exception:  # storage down: the page retries with back-off
-                log.exception("kiosk: could not greet a websocket")
-                await ws.close(code=1011, message=b"try again later")
-                return ws
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    try:
-                        await conn.on_text(msg.data)
-                    except Exception:  # e.g. Redis unreachable: say so, keep the socket
-                        log.exception("kiosk: a frame failed")
-                        await conn.error(BUSY)
-                elif msg.type == WSMsgType.BINARY:
-                    await conn.error(UNSUPPORTED)
+            await serve(conn, lambda: conn.hello(resumed=resumed), conn.on_text, log)
         finally:
             adapter.unregister(conn)
         return ws

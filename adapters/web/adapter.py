@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -40,6 +39,7 @@ from core.kb.richtext import sanitize_html
 from core.security import instance_secret, sign, unsign
 
 from ..base import AdapterConfig, ChannelAdapter
+from ..chatsocket import SocketRegistry
 from . import pages
 from .media import Media
 from .socket import handler as socket_handler
@@ -80,17 +80,12 @@ class WebConfig(AdapterConfig):
         return out
 
 
-def _minute() -> int:
-    """The rate limit's current window (a function, so tests can hold the clock still)."""
-    return int(time.time() // 60)
-
-
 def _origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-class WebAdapter(ChannelAdapter):
+class WebAdapter(SocketRegistry, ChannelAdapter):
     name = "web"
     config_model = WebConfig
     config: WebConfig
@@ -100,8 +95,6 @@ class WebAdapter(ChannelAdapter):
         #: this process's open sockets, by citizen id
         self.connections: dict[str, set[Connection]] = {}
         self.media = Media(self)
-        #: pictures and voice messages (set in start: the database is not up before)
-        self.attachments: AttachmentStore
 
     # -- the plugin API -----------------------------------------------------------------------
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -115,20 +108,17 @@ class WebAdapter(ChannelAdapter):
             *self.media.routes(),
         ]
 
-    async def start(self) -> None:
-        handoff = self.hub.settings.handoff
-        self.attachments = AttachmentStore(self.hub.engine, handoff.max_image_bytes,
-                                           handoff.max_voice_bytes)
+    @property
+    def attachments(self) -> AttachmentStore:
+        """Pictures and voice messages: the core's one store (there once the app started)."""
+        return self.hub.attachments
 
     async def shutdown(self) -> None:
         # close sockets as the server begins to stop, so it does not wait on them
         await self.stop()
 
     async def stop(self) -> None:
-        for conns in list(self.connections.values()):
-            for conn in list(conns):
-                await conn.close()
-        self.connections.clear()
+        await self.close_all()
 
     def render(self, out: Outbound) -> dict[str, Any]:
         """The JSON the widget renders. Only bot and agent messages may carry HTML; it is
@@ -151,17 +141,6 @@ class WebAdapter(ChannelAdapter):
     async def push(self, channel_user: str, outs: list[Outbound]) -> None:
         for conn in list(self.connections.get(channel_user, ())):
             await conn.deliver(outs)
-
-    # -- connections --------------------------------------------------------------------------
-    def register(self, conn: Connection) -> None:
-        self.connections.setdefault(conn.uid, set()).add(conn)
-
-    def unregister(self, conn: Connection) -> None:
-        conns = self.connections.get(conn.uid)
-        if conns is not None:
-            conns.discard(conn)
-            if not conns:
-                del self.connections[conn.uid]
 
     # -- identity -----------------------------------------------------------------------------
     @cached_property
@@ -220,8 +199,5 @@ class WebAdapter(ChannelAdapter):
 
     # -- rate limit ---------------------------------------------------------------------------
     async def allow_message(self, uid: str) -> bool:
-        """A fixed one-minute window per citizen in Redis, shared by all processes."""
-        key = f"{self.hub.settings.redis.prefix}web:rate:{uid}:{_minute()}"
-        async with self.hub.redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, 120).execute()
-        return int(count) <= self.config.rate_limit_per_minute
+        count, _ = await self.count_message(uid)
+        return count <= self.config.rate_limit_per_minute

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from core.dialog.bot import answer_body
 from core.kb.richtext import sanitize_html
-from core.reference import load_codes, load_matters
+from core.reference import department_name, matter_names
 
 if TYPE_CHECKING:
     from core.kb.models import KbEntryBase
@@ -85,10 +85,6 @@ def _headers(resp: web.Response) -> web.Response:
     return resp
 
 
-def _matter_names() -> dict[str, str]:
-    return {code: m.name for code, m in load_matters().by_code().items()}
-
-
 def _snapshot(adapter: WebAdapter):
     try:
         return adapter.hub.knowledge.snapshot
@@ -99,7 +95,7 @@ def _snapshot(adapter: WebAdapter):
 def portal(adapter: WebAdapter):
     async def page(request: web.Request) -> web.Response:
         snap = _snapshot(adapter)
-        names = _matter_names()
+        names = matter_names()
         items = []
         for code in FEATURED:
             if code not in names:
@@ -144,16 +140,11 @@ def _source_url(entry: KbEntryBase) -> str | None:
 
 
 def _department(code: str | None) -> str | None:
-    if not code:
-        return None
-    try:
-        return load_codes().label("department", code)
-    except KeyError:
-        return code
+    return department_name(code) if code else None
 
 
 def _entry_main(entry: KbEntryBase) -> str:
-    names = _matter_names()
+    names = matter_names()
     matters = "、".join(_e(names.get(m, m)) for m in entry.matters)
     facts = [f"<dt>类型</dt><dd>{_e(entry.label)}</dd>"]
     if matters:

@@ -28,19 +28,18 @@ them, so nothing is shown twice and nothing waits for the bus.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
-from pydantic import ValidationError
+from aiohttp import web
 
 from core.attachments import valid_id
 from core.dialog.models import Inbound, Outbound
 from core.errors import NotFound
+
+from ..chatsocket import (BAD_CHOICE, EMPTY, HEARTBEAT_S, UNSUPPORTED, ChatConnection, Refusal,
+                          serve)
 
 if TYPE_CHECKING:
     from .adapter import WebAdapter
@@ -49,80 +48,26 @@ log = logging.getLogger(__name__)
 
 #: a frame larger than this closes the socket (1009); the message-length limit is far below it
 MAX_FRAME_BYTES = 64 * 1024
-HEARTBEAT_S = 30.0
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 
-MALFORMED = ("malformed", "消息格式不正确，请刷新页面后重试")
-UNSUPPORTED = ("unsupported", "暂不支持此类消息")
-EMPTY = ("empty", "请输入您要咨询的问题")
-BAD_CHOICE = ("bad_choice", "该选项无效，请直接输入您的问题")
 RATE_LIMITED = ("rate_limited", "发送太频繁，请稍后再试")
-BUSY = ("busy", "系统繁忙，请稍后再试")
 BAD_ATTACHMENT = ("bad_attachment", "图片或语音已失效，请重新选择文件发送")
 #: pictures / voice messages one message may carry (the widget sends one at a time)
 MAX_ATTACHMENTS = 4
 
 
-class Connection:
-    """One open widget socket: what it has been sent, and a lock keeping its frames in order."""
+class Connection(ChatConnection):
+    """One open widget socket (the citizen is ``user``, the id in the signed cookie)."""
 
-    def __init__(self, adapter: WebAdapter, ws: web.WebSocketResponse, uid: str) -> None:
-        self.adapter = adapter
-        self.hub = adapter.hub
-        self.ws = ws
-        self.uid = uid
-        self.conversation: str | None = None
-        self.sent: set[int] = set()
-        self._lock = asyncio.Lock()
+    adapter: WebAdapter
 
-    # -- sending ------------------------------------------------------------------------------
-    async def send(self, frame: dict[str, Any]) -> bool:
-        if self.ws.closed:
-            return False
-        try:
-            await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
-        except (ConnectionError, RuntimeError):  # the peer went away mid-send
-            return False
-        return True
-
-    async def error(self, what: tuple[str, str]) -> None:
-        await self.send({"type": "error", "code": what[0], "reason": what[1]})
-
-    def _fresh(self, out: Outbound) -> bool | None:
-        """True if ``out`` was not yet sent here (and marks it); None if it belongs to an
-        older conversation than the one this socket shows."""
-        conv = out.conversation_id
-        if conv != self.conversation:
-            if self.conversation is not None and conv < self.conversation:
-                return None  # ids are time-ordered
-            self.conversation, self.sent = conv, set()
-        if out.seq in self.sent:
-            return False
-        self.sent.add(out.seq)
-        return True
+    @property
+    def uid(self) -> str:
+        return self.user
 
     async def deliver(self, outs: Iterable[Outbound], *, replay: bool = False) -> None:
         """Send messages in seq order, skipping those sent before (unless replaying)."""
         async with self._lock:
-            for out in sorted(outs, key=lambda o: (o.conversation_id, o.seq)):
-                if out.seq == 0:
-                    await self._status(out)
-                    continue
-                fresh = self._fresh(out)
-                if fresh or (replay and fresh is not None):
-                    await self.send({"type": "message", "message": self.adapter.render(out)})
-
-    async def _status(self, out: Outbound) -> None:
-        """A transient status update: not part of the record, so not in ``sent``; dropped when
-        it is about an older conversation than the one shown, or carries no status."""
-        if out.queue is None or (self.conversation is not None
-                                 and out.conversation_id < self.conversation):
-            return
-        await self.send({"type": "status", "message": self.adapter.render(out)})
-
-    async def close(self) -> None:
-        if not self.ws.closed:
-            await self.ws.close(code=1001, message=b"server restarting")
+            await self._deliver(outs, replay=replay)
 
     # -- the conversation ---------------------------------------------------------------------
     async def _history(self, after: int = 0) -> tuple[str | None, list[Outbound]]:
@@ -159,12 +104,9 @@ class Connection:
                     await self.send({"type": "status", "message": self.adapter.render(status)})
 
     async def on_text(self, data: str) -> None:
-        try:
-            frame = json.loads(data)
-        except ValueError:
-            return await self.error(MALFORMED)
-        if not isinstance(frame, dict):
-            return await self.error(MALFORMED)
+        frame = self.parse(data)
+        if isinstance(frame, tuple):
+            return await self.error(frame)
         kind = frame.get("type")
         if kind == "resume":
             return await self._resume(frame)
@@ -180,13 +122,13 @@ class Connection:
             return await self.error(RATE_LIMITED)
         await self._handle(inbound)
 
-    async def _message(self, frame: dict) -> Inbound | tuple[str, str]:
+    async def _message(self, frame: dict) -> Inbound | Refusal:
         ids = frame.get("attachments")
         if ids is None:
             return self._text(frame)
         if not (isinstance(ids, list) and 0 < len(ids) <= MAX_ATTACHMENTS
                 and all(valid_id(i) for i in ids) and len(set(ids)) == len(ids)):
-            return MALFORMED
+            return self.MALFORMED
         try:
             found = await self.adapter.attachments.uploaded_by(ids, self.adapter.name, self.uid)
         except NotFound:
@@ -194,35 +136,27 @@ class Connection:
         kind = "voice" if all(a.kind == "voice" for a in found) else "image"
         return self._text(frame, kind=kind, attachments=[a.to_attachment() for a in found])
 
-    def _text(self, frame: dict, **extra: Any) -> Inbound | tuple[str, str]:
+    def _text(self, frame: dict, **extra: Any) -> Inbound | Refusal:
         text = frame.get("text", "" if extra else None)
         if not isinstance(text, str):
-            return MALFORMED
+            return self.MALFORMED
         text = text.strip()
         if not text and not extra:
             return EMPTY
         limit = self.adapter.config.max_message_length
         if len(text) > limit:
             return ("too_long", f"消息过长，请控制在{limit}字以内")
-        client_id = frame.get("id")
-        if client_id is not None and not (isinstance(client_id, str)
-                                          and _CLIENT_ID.match(client_id)):
-            return MALFORMED
-        return self._inbound(**{"kind": "text", **extra}, text=text,
-                             msg_id=f"{self.uid}:{client_id}" if client_id else None)
+        msg_id = self.client_id(frame)
+        if isinstance(msg_id, tuple):
+            return msg_id
+        return self.inbound(**{"kind": "text", **extra}, text=text, msg_id=msg_id)
 
-    def _quick_reply(self, frame: dict) -> Inbound | tuple[str, str]:
-        payload, label = frame.get("payload"), frame.get("label")
-        if not (isinstance(payload, str) and isinstance(label, str)
-                and 0 < len(payload) <= 200 and 0 < len(label.strip()) <= 60):
+    def _quick_reply(self, frame: dict) -> Inbound | Refusal:
+        choice = self.choice(frame)
+        if choice is None:
             return BAD_CHOICE
-        return self._inbound(kind="quick_reply", text=label.strip(), payload=payload)
-
-    def _inbound(self, **fields: Any) -> Inbound | tuple[str, str]:
-        try:
-            return Inbound(channel=self.adapter.name, channel_user=self.uid, **fields)
-        except ValidationError:
-            return MALFORMED
+        payload, label = choice
+        return self.inbound(kind="quick_reply", text=label, payload=payload)
 
     async def _handle(self, inbound: Inbound) -> None:
         await self.send({"type": "typing"})
@@ -237,7 +171,7 @@ class Connection:
         after, conv = frame.get("after", 0), frame.get("conversation")
         if isinstance(after, bool) or not isinstance(after, int) or after < 0 or (
                 conv is not None and not isinstance(conv, str)):
-            return await self.error(MALFORMED)
+            return await self.error(self.MALFORMED)
         current, outs = await self._history(after)
         if conv is not None and conv != current and after > 0:
             # a new conversation began since: all of it is missing
@@ -258,21 +192,7 @@ def handler(adapter: WebAdapter):
         conn = Connection(adapter, ws, uid)
         adapter.register(conn)
         try:
-            try:
-                await conn.hello(request.query)
-            except Exception:  # storage down: the widget retries with back-off
-                log.exception("web: could not greet a websocket")
-                await ws.close(code=1011, message=b"try again later")
-                return ws
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    try:
-                        await conn.on_text(msg.data)
-                    except Exception:  # e.g. Redis unreachable: say so, keep the socket
-                        log.exception("web: a frame failed")
-                        await conn.error(BUSY)
-                elif msg.type == WSMsgType.BINARY:
-                    await conn.error(UNSUPPORTED)
+            await serve(conn, lambda: conn.hello(request.query), conn.on_text, log)
         finally:
             adapter.unregister(conn)
         return ws

@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from adapters.base import ChannelAdapter
+from core.bodies import read_limited
 from core.dialog.models import Inbound, Outbound
-from core.redisconn import embedded_for, redis_url, sync_client
 
 from .config import WeChatAccount, WeChatConfig
 from .crypto import AccountCrypto, BadPayload, BadSignature, new_nonce
@@ -59,11 +59,6 @@ class Refusal(Exception):
         if self.status == 413:
             resp.force_close()  # the rest of the body was not read
         return resp
-
-
-def _minute() -> int:
-    """The rate limit's current window (a function, so tests can hold the clock still)."""
-    return int(time.time()) // 60
 
 
 def _plain(text: str, **headers: str) -> web.Response:
@@ -107,16 +102,12 @@ class WeChatAdapter(ChannelAdapter):
         return route
 
     async def start(self) -> None:
-        settings = self.hub.settings
-        if self.config.accounts:  # RQ is synchronous: its own client, on the app's Redis
-            self.outbox.rq = sync_client(redis_url(settings, embedded_for(settings)))
+        self.outbox.rq = self.hub.rq  # the process's RQ client (the core closes it)
 
     async def stop(self) -> None:
         # a late answer still running finishes its SQL writes; its push needs no request
         if self._late:
             await asyncio.wait(self._late, timeout=5)
-        if self.outbox.rq is not None:
-            self.outbox.rq.close()
 
     # -- delivery ---------------------------------------------------------------------------
     def render(self, out: Outbound) -> str:
@@ -159,15 +150,10 @@ class WeChatAdapter(ChannelAdapter):
         limit = self.config.max_body_bytes
         too_large = Refusal(413, "body_too_large",
                             f"the request body exceeds the limit of {limit} bytes")
-        if request.content_length is not None and request.content_length > limit:
+        body = await read_limited(request, limit)
+        if body is None:
             raise too_large
-        chunks, size = [], 0
-        while chunk := await request.content.read(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return body
 
     async def _open(self, acc: WeChatAccount, request: web.Request
                     ) -> tuple[PushMessage, str, str]:
@@ -203,9 +189,7 @@ class WeChatAdapter(ChannelAdapter):
 
     async def _within_rate(self, channel_user: str) -> int:
         """This minute's count of the citizen's messages (0 when within the limit)."""
-        key = f"{self.outbox.prefix}rate:{channel_user}:{_minute()}"
-        async with self.hub.redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, 61).execute()
+        count, _ = await self.count_message(channel_user)
         return 0 if count <= self.config.rate_limit_per_minute else count
 
     # -- the request ------------------------------------------------------------------------

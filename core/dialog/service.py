@@ -136,6 +136,10 @@ class DialogService:
         await self.redis.set(self._ctx_key(conversation_id), ctx.model_dump_json(),
                              ex=self.context_ttl_s)
 
+    async def forget_context(self, conversation_id: str) -> None:
+        """Drop the live context (last question, offered options) of an ended conversation."""
+        await self.redis.delete(self._ctx_key(conversation_id))
+
     # -- the one entry point ------------------------------------------------------------------
     async def handle(self, inbound: Inbound) -> HandleResult:
         dedup_key = f"{self.prefix}dedup:{inbound.channel}:{inbound.msg_id}"

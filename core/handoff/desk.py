@@ -37,10 +37,13 @@ class BannedPhrase(ValidationFailed):
 
     code = "banned_phrase"
 
-    def __init__(self, phrase: str, category: str, reason: str) -> None:
+    def __init__(self, phrase: str, category: str, reason: str, *, start: int | None = None,
+                 end: int | None = None) -> None:
         super().__init__(f"消息含有禁语“{phrase}”（{category}）：{reason}",
                          [("message", "text", phrase)])
         self.phrase, self.category, self.reason = phrase, category, reason
+        #: where it stands in the text that was checked (the stripped message), to highlight
+        self.start, self.end = start, end
 
 
 class PhraseChecker(Protocol):
@@ -142,7 +145,8 @@ class AgentDesk:
         if len(text) > MAX_REPLY:
             raise ValidationFailed(f"消息过长（最多{MAX_REPLY}字）", [("message", "text", "too long")])
         if text and self.banned is not None and (hit := self.banned.find(text)) is not None:
-            raise BannedPhrase(hit.phrase, hit.category, hit.reason)
+            raise BannedPhrase(hit.phrase, hit.category, hit.reason,
+                               start=getattr(hit, "start", None), end=getattr(hit, "end", None))
         out = await self.service.notifier.tell(
             h.conversation_id, text, sender="agent", action="agent",
             kind="image" if attachments and not text else "text",
@@ -168,30 +172,23 @@ class AgentDesk:
 
     async def _end(self, h: Handoff, resolution: str, note: str | None, *, by: StaffUser,
                    text: str | None = None) -> Handoff:
-        ended = await self.store.finish(h.id, "closed", resolution, note=note,
-                                        at=self.service.now())
+        unit_name = self.service.unit_name(h.unit)
+
+        async def await_rating() -> None:
+            # before the request is sent, so the citizen's first tap already finds it
+            ctx = await self.contexts.load_context(h.conversation_id)
+            ctx.rating = rating_context(h.id, h.unit, h.agent)
+            ctx.options = [f"rate:{n}" for n in (1, 2, 3, 4, 5)]
+            await self.contexts.save_context(h.conversation_id, ctx)
+
+        ended = await self.service.close_segment(
+            h, resolution, note=note, before_tell=await_rating, event={"by": by.id}, tell=[
+                {"text": text or f"{unit_name}本次人工服务已结束。"},
+                {"action": "rating", "text": "请为本次服务评价：5 非常满意，4 满意，3 基本满意，"
+                                             "2 不满意，1 非常不满意。",
+                 "body": rating_request(h.id, unit_name)}])
         if ended is None:
             raise Conflict("这个会话已经结束")
-        if h.agent:
-            await self.queue.release(h.agent, h.conversation_id)
-        else:
-            await self.queue.cancel(h.conversation_id)
-        unit_name = self.service.unit_name(h.unit)
-        ctx = await self.contexts.load_context(h.conversation_id)
-        ctx.rating = rating_context(h.id, h.unit, h.agent)
-        ctx.options = [f"rate:{n}" for n in (1, 2, 3, 4, 5)]
-        await self.contexts.save_context(h.conversation_id, ctx)
-        status = QueueStatus(state="closed", unit=h.unit, unit_name=unit_name)
-        await self.service.notifier.tell_many(h.conversation_id, [
-            {"text": text or f"{unit_name}本次人工服务已结束。", "body": {"queue": status.model_dump()}},
-            {"action": "rating", "text": "请为本次服务评价：5 非常满意，4 满意，3 基本满意，"
-                                         "2 不满意，1 非常不满意。",
-             "body": rating_request(h.id, unit_name)}])
-        await self.service.events.publish({"type": "closed", "unit": h.unit, "handoff": h.id,
-                                           "conversation": h.conversation_id,
-                                           "agent": h.agent, "resolution": resolution,
-                                           "by": by.id})
-        await self.service.assign_unit(h.unit)  # the agent has a free place now
         return ended
 
     async def transfer(self, user: StaffUser, handoff_id: str, to_unit: str,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from ..queue import AssignedEntry, Queue
 from ..reference import Matters, load_matters
 from ..routing import DISTRICTS, detect_topic, route
 from ..tasks import cancel_and_wait
-from .store import Handoff, HandoffStore
+from .store import OPEN_STATES, Handoff, HandoffStore
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,53 @@ class HandoffService:
         return [BotReply("system", "已为您取消。还有问题可以继续问小申，或随时再转人工。",
                          body={"queue": status.model_dump()})]
 
+    async def close_segment(self, h: Handoff, resolution: str, *, note: str | None,
+                            tell: list[dict[str, Any]], event: dict[str, Any],
+                            from_states: tuple[str, ...] = OPEN_STATES,
+                            before_tell: Callable[[], Awaitable[None]] | None = None
+                            ) -> Handoff | None:
+        """End a segment as 'closed': free its place in the line or under the agent's cap,
+        tell the citizen (``tell``: Notifier items, the closed status added to the first),
+        publish 'closed' (with ``event``), and hand the freed place on. None when it was no
+        longer in ``from_states`` (someone else ended it first)."""
+        ended = await self.store.finish(h.id, "closed", resolution, note=note,
+                                        from_states=from_states, at=self.now())
+        if ended is None:
+            return None
+        if h.agent:
+            await self.queue.release(h.agent, h.conversation_id)
+        else:
+            await self.queue.cancel(h.conversation_id)
+        if before_tell is not None:
+            await before_tell()
+        status = QueueStatus(state="closed", unit=h.unit, unit_name=self.unit_name(h.unit))
+        first = {**tell[0], "body": {**tell[0].get("body", {}), "queue": status.model_dump()}}
+        await self.notifier.tell_many(h.conversation_id, [first, *tell[1:]])
+        await self.events.publish({"type": "closed", "unit": h.unit, "handoff": h.id,
+                                   "conversation": h.conversation_id, "agent": h.agent,
+                                   "resolution": resolution, **event})
+        await self.assign_unit(h.unit)  # the agent has a free place now
+        return ended
+
+    async def citizen_left(self, conversation_id: str, *, text: str, note: str) -> None:
+        """The citizen is gone for good (a kiosk screen wiped, an account closed): a wait or a
+        留言 is cancelled; a conversation with an agent ends as 'no_reply', the agent is told
+        (``text`` in the transcript, a 'closed' event with reason citizen_left) and freed."""
+        # a few rounds: an agent may take the citizen between our read and our change
+        for _ in range(3):
+            h = await self.store.current(conversation_id)
+            if h is None:
+                return
+            if h.state in ("waiting", "message"):
+                if await self.cancel(h):
+                    return
+                continue
+            if await self.close_segment(h, "no_reply", note=note, from_states=("assigned",),
+                                        tell=[{"text": text}],
+                                        event={"by": None, "reason": "citizen_left"}):
+                return
+        log.warning("human help of %s kept changing; left to the agent", conversation_id)
+
     # -- assignment ---------------------------------------------------------------------------
 
     async def assign_unit(self, unit: str) -> int:
@@ -234,16 +281,13 @@ class HandoffService:
     async def sweep(self) -> None:
         await self.ensure_queue()
         now = self.clock()
-        pipe = self.queue.redis.pipeline(transaction=False)
         codes = list(self.units)
-        for code in codes:
-            pipe.zcard(self.queue._k("wait", code))
-        sizes = await pipe.execute()
-        for code, size in zip(codes, sizes):
-            if size:
+        for code, (waiting, overdue) in zip(codes, await self.queue.census(codes, now=now)):
+            if waiting:
                 await self.assign_unit(code)
                 await self._overflow(code, now)
-            await self._breaches(code, now)
+            if overdue:
+                await self._breaches(code, now)
         for code in list(self._dirty):
             self._dirty.discard(code)
             await self._positions(code)
@@ -340,11 +384,12 @@ class HandoffService:
 
     async def _positions(self, unit: str) -> None:
         u = self.units[unit]
+        per = await self.queue.wait_per_position(unit)  # once for the whole line
         for w in await self.queue.waiting(unit):
             channel, user = w.meta.get("channel"), w.meta.get("user")
             if not channel or not user:
                 continue
-            wait = await self.queue.expected_wait_s(unit, w.position)
+            wait = w.position * per
             status = QueueStatus(state="waiting", unit=unit, unit_name=u.name,
                                  position=w.position, wait_s=int(wait), can_cancel=True)
             await self.notifier.status(channel, user, w.conversation, status,

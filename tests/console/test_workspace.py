@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
@@ -32,8 +31,8 @@ from core.dialog.models import Inbound, Outbound
 from core.errors import ConfigError
 from core.kb.seed import load_seed_if_empty
 from core.kb.store import KbStore
-from core.paths import config_dir
 from core.staff import StaffStore, StaffUser
+from tests.support import always_open_units
 
 PASSWORD = "correct horse battery 42"
 NO_CRIME = "无犯罪记录证明怎么开？"  # M06: the police
@@ -44,16 +43,6 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-def always_open_units(directory: Path) -> Path:
-    """config/units.yaml with every unit open 7×24 (the tests must not depend on the hour)."""
-    data = yaml.safe_load((config_dir() / "units.yaml").read_text(encoding="utf-8"))
-    for unit in data["units"].values():
-        unit["hours"] = "always"
-    path = directory / "units-always.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def desk_settings(settings: Settings, directory: Path, **handoff: Any) -> Settings:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.alipay.sender import METHOD
 from adapters.alipay.signing import rsa2_sign, rsa2_verify, sign_content
+from tests.support import ThreadedServer
 
 
 @dataclass
@@ -100,31 +100,10 @@ class Standin:
         return self.answer({"code": "10000", "msg": "Success"})
 
 
-class RunningStandin:
+class RunningStandin(ThreadedServer):
     """The stand-in serving on 127.0.0.1 from a thread (RQ workers block the test's loop)."""
 
     def __init__(self, standin: Standin) -> None:
         self.standin = standin
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the Alipay stand-in did not start")
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        runner = web.AppRunner(self.standin.app(), access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        host, port = runner.addresses[0][:2]
-        self.gateway = f"http://{host}:{port}/gateway.do"
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().__init__(standin.app(), "the Alipay stand-in")
+        self.gateway = f"{self.url}/gateway.do"

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
@@ -25,8 +23,8 @@ from core.db.schema import ratings
 from core.dialog.models import Outbound, QueueStatus
 from core.kb.seed import load_seed_if_empty
 from core.kb.store import KbStore
-from core.paths import config_dir
 from core.staff import StaffStore
+from tests.support import always_open_units
 
 from .conftest import (
     APP_ID, FORM, PATH, app_config, message_xml, notification, run_worker, with_alipay,
@@ -34,16 +32,6 @@ from .conftest import (
 
 CITIZEN = "2088102122524333"
 USER = f"{APP_ID}:{CITIZEN}"
-
-
-def always_open(directory: Path) -> Path:
-    """config/units.yaml with every unit open 7×24, so the test does not depend on the hour."""
-    data = yaml.safe_load((config_dir() / "units.yaml").read_text(encoding="utf-8"))
-    for unit in data["units"].values():
-        unit["hours"] = "always"
-    path = directory / "units-always.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 class Phone:
@@ -95,7 +83,7 @@ async def phone(aiohttp_client, settings, engine, redis, rq_redis, queue_name, k
     cfg = with_alipay(settings, app_config(keys, standin.gateway, queue=queue_name,
                                            retry_intervals=[0]))
     cfg = cfg.model_copy(update={"handoff": cfg.handoff.model_copy(
-        update={"units_file": always_open(tmp_path)})})
+        update={"units_file": always_open_units(tmp_path)})})
     client = await aiohttp_client(create_app(cfg, adapters={"alipay": AlipayAdapter}))
     client.app[HUB].adapters["alipay"].job_settings = cfg.model_dump(mode="json")
     return Phone(client, keys, standin, rq_redis, queue_name)
@@ -170,8 +158,7 @@ async def test_push_in_two_processes_sends_each_message_once(phone):
     [first] = await phone.received()
     stored = await phone.stored()
     # the bus already called push here; two more "processes" get the same messages
-    other = AlipayAdapter(phone.hub, phone.hub.adapters["alipay"].config)
-    other._rq = phone.rq
+    other = AlipayAdapter(phone.hub, phone.hub.adapters["alipay"].config)  # shares hub.rq
     for adapter in (phone.hub.adapters["alipay"], other):
         await adapter.push(USER, stored)
         await adapter.push(USER, stored)

@@ -4,12 +4,10 @@ Redis, and a registered terminal."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from adapters.kiosk import KioskAdapter
@@ -17,6 +15,7 @@ from adapters.kiosk.devices import bootstrap_token
 from core.config import Settings
 from core.kb.seed import load_seed_if_empty
 from core.kb.store import KbStore
+from tests.support import messages, recv  # noqa: F401  (the tests import them from here)
 
 DEVICE = "hall-1"
 KEY = "k" * 20 + "-lobby-terminal-key-0001"
@@ -63,24 +62,6 @@ async def connect(client: TestClient, **params: str):
 
 
 # -- websocket helpers ------------------------------------------------------------------------
-
-
-async def recv(ws, timeout: float = 15) -> dict:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == WSMsgType.TEXT, f"expected a text frame, got {msg.type}: {msg.data!r}"
-    return json.loads(msg.data)
-
-
-async def messages(ws, count: int, timeout: float = 15) -> list[dict]:
-    """The next ``count`` message frames' messages (typing and status frames skipped)."""
-    out = []
-    while len(out) < count:
-        frame = await recv(ws, timeout)
-        assert frame["type"] != "error", frame
-        if frame["type"] == "message":
-            out.append(frame["message"])
-    return out
-
 
 async def frame_of(ws, kind: str, timeout: float = 15) -> dict:
     while True:

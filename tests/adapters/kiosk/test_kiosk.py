@@ -10,7 +10,7 @@ import time
 import segno
 from sqlalchemy import select
 
-from adapters.kiosk import adapter as kiosk_adapter
+import adapters.base
 from adapters.kiosk.render import continue_url
 from core.appkeys import HUB
 from core.db.schema import conversations
@@ -122,7 +122,7 @@ async def test_matter_answer_with_qr_and_print_then_resume_and_wipe(make_client)
 
 
 async def test_refusals_are_error_frames_and_store_nothing(make_client, monkeypatch):
-    monkeypatch.setattr(kiosk_adapter, "_minute", lambda: 1)
+    monkeypatch.setattr(adapters.base, "clock", lambda: 90.0)
     client = await make_client(max_message_length=50, rate_limit_per_minute=3)
     hub = client.app[HUB]
     await register(client)

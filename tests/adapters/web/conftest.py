@@ -7,18 +7,17 @@ core.knowledge reuses the bot's snapshot for identical KB content, so that stays
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from adapters.web import WebAdapter
 from core.config import Settings
 from core.kb.seed import load_seed_if_empty
 from core.kb.store import KbStore
+from tests.support import messages, recv  # noqa: F401  (the tests import them from here)
 
 @pytest.fixture
 async def seeded(engine, settings) -> int:
@@ -43,24 +42,6 @@ def make_client(aiohttp_client, settings, redis, seeded
 
 
 # -- websocket helpers ------------------------------------------------------------------------
-
-
-async def recv(ws, timeout: float = 15) -> dict:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == WSMsgType.TEXT, f"expected a text frame, got {msg.type}: {msg.data!r}"
-    return json.loads(msg.data)
-
-
-async def messages(ws, count: int, timeout: float = 15) -> list[dict]:
-    """The next ``count`` message frames' messages (typing frames skipped, errors fail)."""
-    out = []
-    while len(out) < count:
-        frame = await recv(ws, timeout)
-        assert frame["type"] != "error", frame
-        if frame["type"] == "message":
-            out.append(frame["message"])
-    return out
-
 
 async def silent(ws, wait: float = 0.6) -> None:
     """Nothing more arrives (no duplicate delivered through the bus)."""

@@ -8,7 +8,7 @@ import re
 import aiohttp
 import pytest
 
-from adapters.web import adapter as web_adapter
+import adapters.base
 from adapters.web import pages
 from adapters.web.pages import WIDGET_TAG
 from core.appkeys import HUB, KB_STORE
@@ -178,7 +178,7 @@ async def test_client_message_id_makes_a_resend_idempotent(make_client):
 
 
 async def test_rate_limit_per_citizen(make_client, monkeypatch):
-    monkeypatch.setattr(web_adapter, "_minute", lambda: 1)  # no window boundary mid-test
+    monkeypatch.setattr(adapters.base, "clock", lambda: 90.0)  # no window boundary mid-test
     client = await make_client(rate_limit_per_minute=3)
     ws, _ = await connect(client)
     for i in range(3):

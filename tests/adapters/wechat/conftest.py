@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from adapters.wechat import WeChatAdapter
 from adapters.wechat.crypto import AccountCrypto, signature
@@ -30,7 +29,7 @@ from core.appkeys import HUB
 from core.config import Settings
 from core.kb.seed import load_seed_if_empty
 from core.kb.store import KbStore
-from tests.conftest import REPO
+from tests.support import always_open_units
 from tests.core.test_jobs import run_burst_worker
 
 from . import vectors as v
@@ -51,12 +50,7 @@ def platform():
 @pytest.fixture
 def units_file(tmp_path) -> Path:
     """config/units.yaml with every unit open around the clock, so human help is always on."""
-    data = yaml.safe_load((REPO / "config" / "units.yaml").read_text(encoding="utf-8"))
-    for unit in data["units"].values():
-        unit["hours"] = "always"
-    path = tmp_path / "units-always.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
+    return always_open_units(tmp_path)
 
 
 def accounts(api_base: str) -> list[dict[str, Any]]:

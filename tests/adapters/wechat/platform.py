@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.support import ThreadedServer
 
 
 @dataclass
@@ -80,29 +81,7 @@ class Platform:
         return [s.content for s in self.sent if s.touser == openid]
 
 
-class RunningPlatform:
+class RunningPlatform(ThreadedServer):
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the platform stand-in did not start")
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        runner = web.AppRunner(self.platform.app(), access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        host, port = runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().__init__(platform.app(), "the platform stand-in")

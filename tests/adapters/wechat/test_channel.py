@@ -144,7 +144,7 @@ async def test_hostile_and_malformed_requests_get_4xx_and_store_nothing(make_cli
 
 
 async def test_rate_limit_events_media_and_duplicates(make_client, monkeypatch):
-    monkeypatch.setattr("adapters.wechat.adapter._minute", lambda: 1)
+    monkeypatch.setattr("adapters.base.clock", lambda: 90.0)
     client, _ = await make_client(rate_limit_per_minute=4)
     hub = client.app[HUB]
     c = Citizen(client)
