@@ -152,6 +152,15 @@ def settings(tmp_path, database_url, redis_url) -> Settings:
 
 
 @pytest.fixture
+async def seeded(engine, settings) -> int:
+    """The seed KB, loaded before the app starts (the bot reads it at start-up)."""
+    from core.kb.seed import load_seed_if_empty
+    from core.kb.store import KbStore
+
+    return await load_seed_if_empty(KbStore(engine), settings.kb_seed_dir)
+
+
+@pytest.fixture
 async def client(aiohttp_client, settings, engine, redis):
     """A real in-process server on the test database and Redis."""
     from core.app import create_app

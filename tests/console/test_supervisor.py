@@ -6,7 +6,7 @@ from __future__ import annotations
 from core.appkeys import HUB
 from core.ratings import RatingStore
 
-from .test_workspace import (TAX_QUESTION, ask_for_person, desk_app, seeded,  # noqa: F401
+from .test_workspace import (TAX_QUESTION, ask_for_person, desk_app,  # noqa: F401
                              sign_in, staff_store)
 
 

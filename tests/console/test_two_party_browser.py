@@ -20,7 +20,7 @@ from core.appkeys import HUB
 from core.banned import BannedPhrases
 
 from ..core.test_attachments import png
-from .test_workspace import NO_CRIME, PASSWORD, desk_settings, seeded, staff_store  # noqa: F401
+from .test_workspace import NO_CRIME, PASSWORD, desk_settings, staff_store  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

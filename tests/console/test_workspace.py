@@ -29,8 +29,6 @@ from core.config import Settings
 from core.db.schema import kb_candidates
 from core.dialog.models import Inbound, Outbound
 from core.errors import ConfigError
-from core.kb.seed import load_seed_if_empty
-from core.kb.store import KbStore
 from core.staff import StaffStore, StaffUser
 from tests.support import always_open_units
 
@@ -48,11 +46,6 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
 def desk_settings(settings: Settings, directory: Path, **handoff: Any) -> Settings:
     update = {"units_file": always_open_units(directory), **handoff}
     return settings.model_copy(update={"handoff": settings.handoff.model_copy(update=update)})
-
-
-@pytest.fixture
-async def seeded(engine, settings) -> int:
-    return await load_seed_if_empty(KbStore(engine), settings.kb_seed_dir)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from core.appkeys import HUB
 from core.dialog.models import Inbound
 from core.staff import StaffUser
 
-from .test_workspace import (TAX_QUESTION, Staff, ask_for_person, desk_app, seeded,  # noqa: F401
+from .test_workspace import (TAX_QUESTION, Staff, ask_for_person, desk_app,  # noqa: F401
                              sign_in, staff_store)
 
 

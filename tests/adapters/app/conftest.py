@@ -16,8 +16,6 @@ from adapters.app import AppAdapter
 from adapters.app.signing import sign_request
 from core.app import create_app
 from core.config import Settings
-from core.kb.seed import load_seed_if_empty
-from core.kb.store import KbStore
 
 APP_A, KEY_A = "gov-app", "k" * 16 + "A-0123456789abcdef"
 APP_B, KEY_B = "partner-app", "z" * 16 + "B-0123456789abcdef"
@@ -73,12 +71,6 @@ def app_settings(settings) -> Settings:
 async def app_client(aiohttp_client, app_settings, engine, redis):
     """The application with the APP channel only (not every installed adapter)."""
     return await aiohttp_client(create_app(app_settings, adapters={"app": AppAdapter}))
-
-
-@pytest.fixture
-async def seeded(engine, settings) -> None:
-    """The seed KB, loaded before the app starts (the bot reads it at start-up)."""
-    await load_seed_if_empty(KbStore(engine), settings.kb_seed_dir)
 
 
 @pytest.fixture

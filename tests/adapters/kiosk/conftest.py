@@ -13,19 +13,12 @@ from aiohttp.test_utils import TestClient
 from adapters.kiosk import KioskAdapter
 from adapters.kiosk.devices import bootstrap_token
 from core.config import Settings
-from core.kb.seed import load_seed_if_empty
-from core.kb.store import KbStore
 from tests.support import messages, recv  # noqa: F401  (the tests import them from here)
 
 DEVICE = "hall-1"
 KEY = "k" * 20 + "-lobby-terminal-key-0001"
 OTHER = "hall-2"
 OTHER_KEY = "o" * 40
-
-
-@pytest.fixture
-async def seeded(engine, settings) -> int:
-    return await load_seed_if_empty(KbStore(engine), settings.kb_seed_dir)
 
 
 def kiosk_settings(settings: Settings, **kiosk: Any) -> Settings:

@@ -15,14 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from adapters.web import WebAdapter
 from core.config import Settings
-from core.kb.seed import load_seed_if_empty
-from core.kb.store import KbStore
 from tests.support import messages, recv  # noqa: F401  (the tests import them from here)
-
-@pytest.fixture
-async def seeded(engine, settings) -> int:
-    return await load_seed_if_empty(KbStore(engine), settings.kb_seed_dir)
-
 
 def web_settings(settings: Settings, **web: Any) -> Settings:
     return settings.model_copy(update={"channels": {"web": web}})
