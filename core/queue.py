@@ -47,7 +47,15 @@ def _s(v: Any) -> str | None:
 
 
 def _f(v: Any) -> float | None:
-    return None if v is None else float(_s(v))
+    text = _s(v)
+    return float(text) if text else None  # '' is what a script returns for "none"
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Where a citizen stands on joining a line."""
+    position: int  # 1-based
+    wait_s: float  # expected, as Queue.expected_wait_s says
 
 
 @dataclass(frozen=True)
@@ -162,17 +170,22 @@ class Queue:
     # -- citizens ------------------------------------------------------------------------------
 
     async def enqueue(self, unit: str, conversation: str, meta: Mapping[str, Any] | None = None,
-                      *, now: float | None = None) -> bool:
-        """Put a conversation at the back of the unit's line. False if it is already queued or
-        held (anywhere): a retried request must not queue the citizen twice."""
+                      *, now: float | None = None) -> Joined | None:
+        """Put a conversation at the back of the unit's line and say where it stands. None if
+        it is already queued or held (anywhere): a retried request must not queue the citizen
+        twice."""
         now = self._now(now)
-        return bool(await self._enqueue(**self._enqueue_call(unit, conversation, now, now, meta)))
+        r = await self._enqueue(**self._enqueue_call(unit, conversation, now, now, meta))
+        if not r:
+            return None
+        position, avg = int(r[0]), _f(r[1])
+        return Joined(position, position * self._per_position(avg))
 
     def _enqueue_call(self, unit: str, conversation: str, enqueued_at: float, since: float,
                       meta: Mapping[str, Any] | None) -> dict[str, list]:
         # ``since`` starts the SLA clock: arrival for a new request, arrival too for a rebuild
         return {"keys": [self._k("conv", conversation), self._k("wait", unit),
-                         self._k("sla", unit)],
+                         self._k("sla", unit), self._k("stats", unit)],
                 "args": [self.p, conversation, unit, repr(float(enqueued_at)), repr(float(since)),
                          json.dumps(dict(meta or {}), ensure_ascii=False),
                          repr(float(since) + self.sla_for(unit))]}
@@ -200,7 +213,10 @@ class Queue:
 
     async def wait_per_position(self, unit: str) -> float:
         """The seconds :meth:`expected_wait_s` counts per place in the unit's line."""
-        avg = _f(await self.redis.hget(self._k("stats", unit), "avg_interval"))
+        return self._per_position(_f(await self.redis.hget(self._k("stats", unit),
+                                                          "avg_interval")))
+
+    def _per_position(self, avg: float | None) -> float:
         return self.PRIOR_INTERVAL_S if avg is None else max(avg, self.MIN_INTERVAL_S)
 
     async def census(self, units: Sequence[str], *, now: float | None = None
@@ -374,4 +390,4 @@ class Queue:
                       json.dumps(e.meta, ensure_ascii=False), e.agent,
                       repr(float(e.assigned_at)), answered, repr(float(e.assigned_at) + sla)],
                 client=pipe)
-        return sum(int(x) for x in await pipe.execute())
+        return sum(1 for x in await pipe.execute() if x)  # 0 = already there

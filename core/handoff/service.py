@@ -136,17 +136,20 @@ class HandoffService:
             return [BotReply("handoff", u.closed_message(now) + "请直接输入您的留言内容。",
                              quick_replies=[QuickReply(label="取消留言", payload="handoff:cancel")],
                              body={"queue": status.model_dump()})]
-        await self.queue.enqueue(unit, conv.id, {"channel": conv.channel,
-                                                  "user": conv.channel_user},
-                                 now=self.clock())
+        joined = await self.queue.enqueue(unit, conv.id, {"channel": conv.channel,
+                                                           "user": conv.channel_user},
+                                          now=self.clock())
         self._dirty.add(unit)
         if len(self._opened) > 10_000:  # after() normally pops it at once; never let it grow
             self._opened.clear()
         self._opened[conv.id] = unit  # for after(), without reading the row back
         await self.events.publish({"type": "queue", "unit": unit, "conversation": conv.id,
                                    "handoff": h.id})
-        position = await self.queue.position(conv.id) or 1
-        wait = await self.queue.expected_wait_s(unit, position)
+        if joined is not None:
+            position, wait = joined.position, joined.wait_s
+        else:  # already in the line (a retried request): where it stands now
+            position = await self.queue.position(conv.id) or 1
+            wait = await self.queue.expected_wait_s(unit, position)
         status = QueueStatus(state="waiting", unit=unit, unit_name=u.name, position=position,
                              wait_s=int(wait), can_cancel=True)
         return [BotReply("handoff", f"已为您接入{u.name}线上人工帮办。您前面还有{position - 1}位，"

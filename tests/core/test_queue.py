@@ -327,3 +327,9 @@ async def test_expected_wait_grows_with_position(q, clock):
     assert waits[0] < waits[1] < waits[2]
     # the position a waiting citizen is shown feeds straight into the estimate
     assert await q.expected_wait_s("tax", await q.position("c5")) == pytest.approx(3 * avg)
+    # and a newcomer is told the same in the one round trip that queues them
+    joined = await q.enqueue("tax", "late", now=t)
+    assert joined.position == await q.position("late") == 4
+    assert joined.wait_s == pytest.approx(4 * avg)
+    first_ever = await q.enqueue("edu", "e0", now=t)
+    assert (first_ever.position, first_ever.wait_s) == (1, q.PRIOR_INTERVAL_S)
