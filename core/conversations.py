@@ -6,7 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, time as dtime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, update
@@ -139,27 +139,41 @@ class ConversationStore:
                 conversations.c.id == conversation_id, conversations.c.status != "closed")
                 .values(status="closed", closed_at=now or utcnow()))
 
-    async def set_matter(self, conversation_id: str, matter: str | None) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(update(conversations).where(conversations.c.id == conversation_id)
-                               .values(matter=matter))
-
     # -- messages -----------------------------------------------------------------------------
-    async def append(self, conversation_id: str, channel: str, items: list[dict[str, Any]]
-                     ) -> list[StoredMessage]:
+    async def append(self, conversation_id: str, channel: str, items: list[dict[str, Any]],
+                     *, matter: str | None | Literal[False] = False) -> list[StoredMessage]:
         """Store messages in order; seq numbers come from an atomic counter on the conversation.
 
-        Each item: sender, kind, action, text, body, channel_msg_id (optional).
+        Each item: sender, kind, action, text, body, channel_msg_id (optional). ``matter``
+        (unless False) sets the conversation's matter in the same transaction.
         """
+        return (await self._append(conversation_id, channel, items, matter))[1]
+
+    async def append_to_citizen(self, conversation_id: str, items: list[dict[str, Any]]
+                                ) -> tuple[tuple[str, str], list[StoredMessage]]:
+        """:meth:`append` on the conversation's own channel, also returning (channel,
+        channel_user) to deliver on: one transaction where reading the row first took two."""
+        return await self._append(conversation_id, None, items, False)
+
+    async def _append(self, conversation_id: str, channel: str | None,
+                      items: list[dict[str, Any]], matter: str | None | Literal[False]
+                      ) -> tuple[tuple[str, str], list[StoredMessage]]:
         now = utcnow()
+        values: dict[str, Any] = {"msg_count": conversations.c.msg_count + len(items),
+                                  "last_at": now}
+        if matter is not False:
+            values["matter"] = matter
         async with self.engine.begin() as conn:
-            last = (await conn.execute(
+            row = (await conn.execute(
                 update(conversations).where(conversations.c.id == conversation_id)
-                .values(msg_count=conversations.c.msg_count + len(items), last_at=now)
-                .returning(conversations.c.msg_count)
-            )).scalar()
-            if last is None:
+                .values(**values)
+                .returning(conversations.c.msg_count, conversations.c.channel,
+                           conversations.c.channel_user)
+            )).first()
+            if row is None:
                 raise NotFound(f"no conversation {conversation_id!r}")
+            last, own_channel, channel_user = row
+            channel = channel or own_channel
             first = last - len(items) + 1
             stored = [
                 StoredMessage(it.get("id") or new_id("m"), conversation_id, first + i, it["sender"], it["kind"],
@@ -173,7 +187,7 @@ class ConversationStore:
                  "channel_msg_id": it.get("channel_msg_id"), "created_at": m.created_at}
                 for m, it in zip(stored, items, strict=True)
             ])
-        return stored
+        return (own_channel, channel_user), stored
 
     async def history(self, conversation_id: str, *, after: int = 0, limit: int = 200
                       ) -> list[StoredMessage]:

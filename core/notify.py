@@ -35,14 +35,15 @@ class Notifier:
 
     async def tell_many(self, conversation_id: str, items: Sequence[dict[str, Any]]
                         ) -> list[Outbound]:
-        conv = await self.conversations.get(conversation_id)
-        stored = await self.conversations.append(conversation_id, conv.channel, [
-            {"id": it.get("id") or new_id("m"), "sender": it.get("sender", "system"),
-             "kind": it.get("kind", "text"), "action": it.get("action", "system"),
-             "text": it["text"], "body": {k: v for k, v in (it.get("body") or {}).items() if v}}
-            for it in items])
+        (channel, channel_user), stored = await self.conversations.append_to_citizen(
+            conversation_id, [
+                {"id": it.get("id") or new_id("m"), "sender": it.get("sender", "system"),
+                 "kind": it.get("kind", "text"), "action": it.get("action", "system"),
+                 "text": it["text"],
+                 "body": {k: v for k, v in (it.get("body") or {}).items() if v}}
+                for it in items])
         outs = [m.to_outbound() for m in stored]
-        await self.bus.publish(conv.channel, conv.channel_user, outs)
+        await self.bus.publish(channel, channel_user, outs)
         return outs
 
     async def status(self, channel: str, channel_user: str, conversation_id: str,

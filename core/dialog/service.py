@@ -193,7 +193,8 @@ class DialogService:
             ctx.options = [q.payload for q in offered[-1].quick_replies]
 
         stored = await self.conversations.append(
-            conv.id, inbound.channel, [citizen_item, *map(_reply_item, replies)])
+            conv.id, inbound.channel, [citizen_item, *map(_reply_item, replies)],
+            matter=ctx.matter if ctx.matter != conv.matter else False)
         outs = [m.to_outbound() for m in stored[1:]]
         for reply, out in zip(replies, outs, strict=True):
             if reply.rate:
@@ -209,8 +210,6 @@ class DialogService:
                 await self.conversations.record_unanswered(
                     conv.id, stored[0].id, question, reply.unanswered, matter=ctx.matter,
                     entry_id=reply.meta.entry_id)
-        if ctx.matter != conv.matter:
-            await self.conversations.set_matter(conv.id, ctx.matter)
         await self.save_context(conv.id, ctx)
         await self._publish(inbound, stored, outs)
         if handed_off or any(r.action == "handoff" for r in replies):
