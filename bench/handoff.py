@@ -37,8 +37,7 @@ Then the scenarios, one after the other, each waiting until its last citizen was
 closed:
 
 - poisson: ``--citizens`` citizens arriving as a Poisson process at ``--rate`` per second (7/s
-  by default: about 0.7 of a core for one process on the 2-CPU bench machine, which tops out
-  near 10 citizens/s);
+  by default: about 0.3 of a core for one process on the 2-CPU bench machine);
 - burst: ``--burst`` more citizens arriving uniformly within ``--burst-window`` seconds.
 
 Per scenario: request → agent-notified latency of the citizens assigned at once (an agent was
