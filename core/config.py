@@ -144,6 +144,9 @@ class HandoffSettings(_Section):
     heartbeat_ttl_s: float = Field(30.0, ge=5)
     #: how often each process assigns waiting citizens, checks SLAs and overflows
     sweep_interval_s: float = Field(1.0, gt=0, le=60)
+    #: an agent offline this long (browser closed, account disabled) gives back the
+    #: conversations they hold: each returns to its place in the unit's line
+    release_after_s: float = Field(300.0, ge=30)
     #: a citizen's or agent's picture / voice message may be at most this large
     max_image_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_voice_bytes: int = Field(2 * 1024 * 1024, ge=1024)

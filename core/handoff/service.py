@@ -1,4 +1,4 @@
-"""Human help (线上人工帮办), the citizen's side: routing, the wait, assignment, the sweep.
+"""Human help (线上人工帮办), the citizen's side: routing, the wait, assignment.
 
 A request for a person goes through core.routing (matter → unit; districts asked with 16 quick
 replies; an unknown matter gets a department menu). Inside the unit's working hours the
@@ -7,17 +7,15 @@ expected wait, updated live; outside them they are told the hours and leave a me
 which the unit's agents answer on the next working day on the same channel.
 
 Assignment happens at once when the request is stored (so an idle agent is notified within
-milliseconds) and again in every process's sweep (every ``sweep_interval_s``), which also
-detects first-response SLA breaches (alerting the unit's supervisors), overflows conversations
-left waiting too long, pushes position updates, and rebuilds the Redis queue from SQL when Redis
-has lost it (a restart of a Redis without persistence). SQL is the truth throughout: a segment
+milliseconds) and again in every process's sweep (core.handoff.sweep: SLA breaches, overflow,
+agents gone for good, live positions, rebuilding the Redis queue from SQL). SQL is the truth
+throughout: a segment
 is assigned in SQL by a conditional update after the atomic Redis assignment, and released from
 Redis when SQL says the citizen has already gone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,30 +28,24 @@ from ..dialog.bot import BotReply, Context
 from ..dialog.models import Inbound, Outbound, QueueStatus, QuickReply
 from ..hours import Units
 from ..notify import Notifier
-from ..queue import AssignedEntry, Queue
+from ..queue import Queue
 from ..reference import Matters, load_matters
 from ..routing import DISTRICTS, detect_topic, route
-from ..tasks import cancel_and_wait
 from .store import OPEN_STATES, Handoff, HandoffStore
+from .sweep import Sweeper, minutes
 
 log = logging.getLogger(__name__)
 
 CANCEL = QuickReply(label="取消排队", payload="handoff:cancel")
 CANCEL_WORDS = {"取消", "取消排队", "不排了", "不等了", "取消人工", "取消留言"}
-#: a conversation left this many seconds after the citizen went quiet is not worth a push
-POSITION_EVERY_S = 1.0
 
 
-def _minutes(seconds: float) -> int:
-    return max(1, round(seconds / 60))
-
-
-class HandoffService:
+class HandoffService(Sweeper):
     """Implements core.dialog.service.HumanHelp; the agent side is core.handoff.desk."""
 
     def __init__(self, *, store: HandoffStore, queue: Queue, units: Units, notifier: Notifier,
                  events: Events, prefix: str = "bangban:", matters: Matters | None = None,
-                 sweep_interval_s: float = 1.0,
+                 sweep_interval_s: float = 1.0, release_after_s: float = 300.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.queue = queue
@@ -62,14 +54,18 @@ class HandoffService:
         self.events = events
         self.matters = matters or load_matters()
         self.sweep_interval_s = sweep_interval_s
+        self.release_after_s = release_after_s
         self.clock = clock
+        #: agent → when this process first saw them offline while holding conversations
+        self._absent: dict[str, float] = {}
+        self._next_absent_check = 0.0
         self._marker = f"{prefix}queue:epoch"
         self._dirty: set[str] = set()
         #: conversations whose line request() just joined, for after() (same process)
         self._opened: dict[str, str] = {}
         #: overdue entries this process has already handled (conversation, state, unit) → when
         self._breached: dict[tuple[str, str, str], float] = {}
-        self._task: asyncio.Task | None = None
+        self._task = None
         self._stopping = False
         self._lead = {m.code: m.department for m in self.matters.matters}
 
@@ -153,7 +149,7 @@ class HandoffService:
         status = QueueStatus(state="waiting", unit=unit, unit_name=u.name, position=position,
                              wait_s=int(wait), can_cancel=True)
         return [BotReply("handoff", f"已为您接入{u.name}线上人工帮办。您前面还有{position - 1}位，"
-                         f"预计等待约{_minutes(wait)}分钟，请稍候。",
+                         f"预计等待约{minutes(wait)}分钟，请稍候。",
                          quick_replies=[CANCEL], body={"queue": status.model_dump()})]
 
     async def after(self, conversation_id: str) -> None:
@@ -279,73 +275,6 @@ class HandoffService:
             return "工作人员"
         return await self.agent_names(agent)
 
-    # -- the sweep ----------------------------------------------------------------------------
-
-    async def sweep(self) -> None:
-        await self.ensure_queue()
-        now = self.clock()
-        codes = list(self.units)
-        for code, (waiting, overdue) in zip(codes, await self.queue.census(codes, now=now)):
-            if waiting:
-                await self.assign_unit(code)
-                await self._overflow(code, now)
-            if overdue:
-                await self._breaches(code, now)
-        for code in list(self._dirty):
-            self._dirty.discard(code)
-            await self._positions(code)
-        if len(self._breached) > 10_000:  # forget the oldest half: this is only a shortcut
-            for key in sorted(self._breached, key=self._breached.get)[:5_000]:
-                del self._breached[key]
-
-    async def _breaches(self, unit: str, now: float) -> None:
-        u = self.units[unit]
-        overflow_late = u.overflow_after_s - u.first_response_sla_s
-        for late in await self.queue.overdue(unit, now):
-            key = (late.conversation, late.state, unit)
-            if key in self._breached and not (late.state == "assigned"
-                                              and late.late_s > overflow_late):
-                continue  # already alerted; nothing new until it overflows
-            self._breached[key] = now
-            h = await self.store.current(late.conversation)
-            if h is None:
-                continue
-            if late.state == "assigned" and h.state == "waiting" and late.agent:
-                # Redis assigned it but the SQL write failed (database blip): finish the job
-                await self._assigned(late.conversation, late.agent, unit)
-                h = await self.store.current(late.conversation) or h
-            if await self.store.mark_breached(h.id):
-                log.warning("first-response SLA breached: %s at %s (%s, %.0f s late)",
-                            h.id, unit, late.state, late.late_s)
-                await self.events.publish({"type": "sla_breach", "unit": unit, "handoff": h.id,
-                                           "conversation": h.conversation_id,
-                                           "agent": late.agent, "state": late.state,
-                                           "late_s": round(late.late_s)})
-            if late.state == "assigned" and late.late_s > overflow_late:
-                # assigned but never answered: the agent is not there; the citizen must not
-                # wait on them for ever (the breach above was raised long ago)
-                target = self.units.overflow_target(unit, self._lead.get(h.matter or ""))
-                if target is not None:
-                    await self.move(h, target, state="overflowed", resolution="overflowed",
-                                    reason="overflow", from_states=("assigned",),
-                                    text=f"抱歉让您久等了，已为您转至{self.unit_name(target)}，请稍候。")
-                    continue
-
-    async def _overflow(self, unit: str, now: float) -> None:
-        u = self.units[unit]
-        for w in await self.queue.waiting(unit):
-            if now - w.enqueued_at < u.overflow_after_s:
-                break  # FIFO: the rest waited less
-            h = await self.store.current(w.conversation)
-            if h is None or h.state != "waiting":
-                continue
-            target = self.units.overflow_target(unit, self._lead.get(h.matter or ""))
-            if target is None:
-                continue
-            await self.move(h, target, state="overflowed", resolution="overflowed",
-                            reason="overflow",
-                            text=f"{u.name}当前咨询较多，已为您转至{self.unit_name(target)}，请稍候。")
-
     async def move(self, h: Handoff, target: str, *, state: str, resolution: str, reason: str,
                    text: str, note: str | None = None,
                    from_states: tuple[str, ...] = ("waiting",)) -> Handoff | None:
@@ -385,19 +314,6 @@ class HandoffService:
         await self.assign_unit(h.unit)  # a transferring agent has a free place now
         return new
 
-    async def _positions(self, unit: str) -> None:
-        u = self.units[unit]
-        per = await self.queue.wait_per_position(unit)  # once for the whole line
-        for w in await self.queue.waiting(unit):
-            channel, user = w.meta.get("channel"), w.meta.get("user")
-            if not channel or not user:
-                continue
-            wait = w.position * per
-            status = QueueStatus(state="waiting", unit=unit, unit_name=u.name,
-                                 position=w.position, wait_s=int(wait), can_cancel=True)
-            await self.notifier.status(channel, user, w.conversation, status,
-                                       f"您前面还有{w.position - 1}位，预计等待约{_minutes(wait)}分钟。")
-
     async def live_status(self, conversation_id: str) -> Outbound | None:
         """The citizen's current human-help status as a transient Outbound (seq 0), for a
         channel that (re)connects and must not wait for the next change to show it."""
@@ -417,62 +333,9 @@ class HandoffService:
             wait = await self.queue.expected_wait_s(h.unit, position)
             status = QueueStatus(state="waiting", unit=h.unit, unit_name=name, position=position,
                                  wait_s=int(wait), can_cancel=True)
-            text = f"您前面还有{position - 1}位，预计等待约{_minutes(wait)}分钟。"
+            text = f"您前面还有{position - 1}位，预计等待约{minutes(wait)}分钟。"
         return Outbound(conversation_id=conversation_id, seq=0, sender="system",
                         action="system", text=text, queue=status)
-
-    # -- recovery -----------------------------------------------------------------------------
-
-    async def ensure_queue(self) -> bool:
-        """Rebuild the Redis queue from SQL when Redis has lost it; True when it rebuilt."""
-        if await self.queue.redis.exists(self._marker):
-            return False
-        await self.rebuild()
-        await self.queue.redis.set(self._marker, repr(self.clock()))
-        return True
-
-    async def rebuild(self) -> int:
-        rows = await self.store.in_states(("waiting", "assigned"), limit=100_000)
-        by_unit: dict[str, tuple[list, list]] = {}
-        for h in rows:
-            waiting, assigned = by_unit.setdefault(h.unit, ([], []))
-            meta = {"channel": h.channel, "user": h.channel_user}
-            if h.state == "waiting":
-                waiting.append((h.conversation_id, h.requested_at.timestamp(), meta))
-            elif h.agent and h.assigned_at:
-                assigned.append(AssignedEntry(
-                    h.conversation_id, h.requested_at.timestamp(), h.agent,
-                    h.assigned_at.timestamp(),
-                    h.first_response_at.timestamp() if h.first_response_at else None, meta))
-        added = 0
-        for unit, (waiting, assigned) in by_unit.items():
-            if unit in self.units:
-                added += await self.queue.rebuild(unit, waiting, assigned)
-                self._dirty.add(unit)
-        if added:
-            log.warning("rebuilt the human-help queue from SQL: %d entries restored", added)
-        return added
-
-    # -- lifecycle ----------------------------------------------------------------------------
-
-    async def _loop(self) -> None:
-        while not self._stopping:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("human-help sweep failed; retrying", exc_info=True)
-            await asyncio.sleep(self.sweep_interval_s)
-
-    async def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._loop(), name="handoff-sweep")
-
-    async def stop(self) -> None:
-        self._stopping = True  # a swallowed cancellation still ends the loop
-        await cancel_and_wait(self._task)
-        self._task = None
 
 
 __all__ = ["HandoffService", "CANCEL", "DISTRICTS"]

@@ -27,7 +27,8 @@ def build(hub: Hub, settings: Settings) -> tuple[HandoffService, AgentDesk]:
     service = HandoffService(store=HandoffStore(hub.engine), queue=queue, units=units,
                              notifier=hub.notifier, events=hub.events,
                              prefix=settings.redis.prefix,
-                             sweep_interval_s=settings.handoff.sweep_interval_s)
+                             sweep_interval_s=settings.handoff.sweep_interval_s,
+                             release_after_s=settings.handoff.release_after_s)
     names: dict[str, tuple[float, str]] = {}
 
     async def agent_name(agent: str) -> str:

@@ -278,3 +278,50 @@ async def test_a_reconnecting_channel_gets_the_current_status(hd, engine):
     await hd.desk.heartbeat(agent)
     status = await hd.service.live_status(await _conv(engine, first))
     assert status.queue.state == "assigned" and status.queue.agent_name == "李警官"
+
+
+async def test_an_agent_gone_for_good_gives_their_citizens_back_to_the_line(hd, engine, redis):
+    user = citizen()
+    gone = await hd.agent("gone", ["police"], name="王警官")
+    await hd.desk.heartbeat(gone)
+    await ask_for_person(hd, user)
+    h = (await hd.desk.board(gone))["mine"][0]
+    await hd.desk.send(gone, h["id"], "您好，请问需要开具哪一年的证明？")  # answered: no overflow
+    stays = await hd.agent("stays", ["police"], name="李警官")
+    await hd.desk.heartbeat(stays)
+
+    # the browser closes: a short absence (a network blip, a Redis restart) takes nothing away
+    hd.clock.advance(hd.service.queue.heartbeat_ttl_s + 1)
+    await hd.desk.heartbeat(stays)
+    await hd.service.sweep()
+    hd.clock.advance(hd.service.release_after_s / 2)
+    await hd.desk.heartbeat(stays)
+    await hd.service.sweep()
+    assert await state_of(engine, user) == ("assigned", "police", gone.id)
+
+    # gone for release_after_s: the citizen goes to the agent who is there, with a note
+    hd.clock.advance(hd.service.release_after_s / 2 + 16)
+    await hd.desk.heartbeat(stays)
+    await hd.service.sweep()
+    assert await state_of(engine, user) == ("assigned", "police", stays.id)
+    assert (await hd.desk.board(gone))["mine"] == []
+    mine = (await hd.desk.board(stays))["mine"]
+    assert len(mine) == 1 and "王警官" in (mine[0].get("note") or "")
+    told = [o.text for u, o in hd.pushed if u == user]
+    assert any("重新排队" in t for t in told) and "李警官" in told[-1]
+    moved = hd.of_type("transferred")[-1]
+    assert (moved["unit"], moved["to"]) == ("police", "police")
+
+
+async def test_an_online_agent_keeps_their_citizens_however_long(hd, engine):
+    user = citizen()
+    agent = await hd.agent("here", ["police"])
+    await hd.desk.heartbeat(agent)
+    await ask_for_person(hd, user)
+    h = (await hd.desk.board(agent))["mine"][0]
+    await hd.desk.send(agent, h["id"], "您好")
+    for _ in range(4):
+        hd.clock.advance(hd.service.release_after_s / 2)
+        await hd.desk.heartbeat(agent)
+        await hd.service.sweep()
+    assert await state_of(engine, user) == ("assigned", "police", agent.id)
