@@ -9,7 +9,8 @@ sweep that keeps every ticket moving.
   (stored in the conversation, then pushed through the bus); a repeat changes nothing and tells
   nobody, so 12345 may retry freely.
 * ``GET /console/api/tickets[?status=&unit=&limit=]`` and ``GET /console/api/tickets/dead`` —
-  for supervisors (their units only) and admins; phone and ID numbers masked.
+  for supervisors (their units only) and admins; phone and ID numbers masked;
+  ``POST /console/api/tickets/{ticket}/resend`` delivers a dead ticket again (409 otherwise).
 * a background task in every process that runs core.tickets.recover_stuck every
   ``recover_every_s`` (one process per round, by a Redis lock), so a ticket whose enqueue failed
   or whose worker died is delivered without anyone noticing.
@@ -36,7 +37,7 @@ from console.figures import unit_scope
 from .appkeys import ENGINE, HUB, REDIS, SETTINGS
 from .bodies import read_limited
 from .db.schema import tickets
-from .errors import Forbidden, NotFound, ValidationFailed
+from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .hub import Hub
 from .logging import mask_personal_data
 from .tasks import cancel_and_wait
@@ -51,9 +52,11 @@ from .tickets import (
     TIMESTAMP_HEADER,
     BadSignature,
     dispatch_config,
+    get_ticket,
     list_tickets,
     parse_dead_letters,
     recover_stuck,
+    resend_ticket,
     utcnow,
     verify,
 )
@@ -310,6 +313,30 @@ async def staff_dead_letters(request: web.Request) -> web.Response:
     return web.json_response({"dead_letters": items, "count": len(items)})
 
 
+@login_required(roles=("supervisor", "admin"))
+async def staff_resend(request: web.Request) -> web.Response:
+    """POST /console/api/tickets/{ticket}/resend — deliver a dead ticket again (its unit's
+    supervisors and admins)."""
+    dispatch = dispatch_config(request.config_dict[SETTINGS])
+    if dispatch is None:
+        return _error(503, "dispatch_off", "本系统未配置12345派单。")
+    engine, user = request.config_dict[ENGINE], staff_session(request).user
+    try:
+        ticket = await get_ticket(engine, request.match_info["ticket"])
+        if not (user.has_role("admin") or user.in_unit(ticket["unit"])):
+            raise Forbidden("您只能处理本单位的工单。")
+        ticket = await resend_ticket(engine, request.config_dict[HUB].rq, ticket["id"],
+                                     dispatch)
+    except NotFound as exc:
+        return _error(404, exc.code, str(exc))
+    except Conflict as exc:
+        return _error(409, exc.code, str(exc))
+    except Forbidden as exc:
+        return _refusal(exc)
+    log.info("ticket %s resent by %s", ticket["id"], user.username)
+    return web.json_response({"ticket": TicketView.of(ticket).model_dump(mode="json")})
+
+
 # -- the recovery sweep -----------------------------------------------------------------------
 
 
@@ -358,6 +385,7 @@ def mount(app: web.Application, *, recover_every_s: float | None = None,
     app.router.add_post(CALLBACK_PATH, callback)
     app.router.add_get("/console/api/tickets", staff_tickets)
     app.router.add_get("/console/api/tickets/dead", staff_dead_letters)
+    app.router.add_post("/console/api/tickets/{ticket}/resend", staff_resend)
     app.cleanup_ctx.append(_recovery_ctx(recover_every_s, stale_after_s))
 
 

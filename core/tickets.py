@@ -57,7 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .config import Settings, load_settings
 from .db import create_engine
 from .db.schema import tickets
-from .errors import BangbanError, ConfigError, NotFound, ValidationFailed
+from .errors import BangbanError, ConfigError, Conflict, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -535,6 +535,40 @@ async def recover_stuck(engine: AsyncEngine, rq_connection,  # noqa: ANN001
     return recovered
 
 
+async def resend_ticket(engine: AsyncEngine, rq_connection, ticket_id: str,  # noqa: ANN001
+                        dispatch: DispatchConfig, *, settings: dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
+    """A supervisor's second try at a dead ticket (12345 was down for hours, its endpoint was
+    misconfigured): back to 'created' with its attempts reset and off the dead-letter list,
+    delivered by a new job under the same Idempotency-Key, so 12345 still records it once.
+    Conflict unless the ticket is dead. Should Redis fail after the SQL update, the recovery
+    sweep finds the ticket 'created' without a job and queues it: nothing is lost either way."""
+    async with engine.begin() as conn:
+        result = await conn.execute(update(tickets).where(
+            tickets.c.id == ticket_id, tickets.c.status == "dead"
+        ).values(status="created", attempts=0, updated_at=utcnow()))
+        if result.rowcount != 1:
+            status = (await conn.execute(select(tickets.c.status)
+                                         .where(tickets.c.id == ticket_id))).scalar()
+            if status is None:
+                raise NotFound(f"no ticket {ticket_id}")
+            raise Conflict(f"只能重新派送派单失败的工单（该工单状态：{status}）。")
+
+    def requeue() -> None:
+        enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
+        for raw in rq_connection.lrange(DEAD_LETTERS_KEY, 0, -1):
+            if json.loads(raw).get("ticket_id") == ticket_id:
+                rq_connection.lrem(DEAD_LETTERS_KEY, 0, raw)
+
+    try:
+        await asyncio.to_thread(requeue)
+    except RedisError:
+        log.warning("ticket %s: resend recorded, queueing left to the recovery sweep",
+                    ticket_id, exc_info=True)
+    log.info("ticket %s sent again by a supervisor", ticket_id)
+    return await get_ticket(engine, ticket_id)
+
+
 def dead_letters(connection, *, units: list[str] | None = None,  # noqa: ANN001
                  limit: int = 500) -> list[dict[str, Any]]:
     """Tickets whose delivery gave up, newest first (``units``: a supervisor's)."""
@@ -552,7 +586,7 @@ def parse_dead_letters(raw: list[bytes | str], *, units: list[str] | None = None
 
 
 __all__ = ["DispatchConfig", "dispatch_config", "dispatcher", "create_ticket", "deliver_ticket",
-           "delivery_failed", "recover_stuck", "dead_letters", "parse_dead_letters",
+           "delivery_failed", "recover_stuck", "resend_ticket", "dead_letters", "parse_dead_letters",
            "get_ticket", "list_tickets", "sign", "verify", "signed_headers", "mask_contact",
            "post_ticket", "BadSignature", "DispatchError", "CALLBACK_PATH", "CALLBACK_STATUSES",
            "DEAD_LETTERS_KEY", "STATUSES"]

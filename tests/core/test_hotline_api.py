@@ -361,3 +361,50 @@ async def test_supervisors_read_their_units_dead_letters(api, redis, staff):
     assert (await api.get("/console/api/tickets/dead?unit=police")).status == 403
     await sign_in(api, "guanli")
     assert (await (await api.get("/console/api/tickets/dead")).json())["count"] == 3
+
+
+async def test_a_supervisor_sends_a_dead_ticket_again_and_12345_gets_it_once(
+        aiohttp_client, settings, engine, redis, rq_redis, queue_name, staff, database_url,
+        redis_url, tmp_path):
+    from tests.console.test_auth import page_csrf
+
+    with RunningSim(HotlineSim(SECRET)) as sim:
+        configured = with_dispatch(settings, endpoint=f"{sim.url}/tickets", queue=queue_name,
+                                   retry_intervals=[0])
+        client = await aiohttp_client(make_app(configured))
+        await add_ticket(engine, "t-dead", unit="hrss", status="dead")
+        await add_ticket(engine, "t-sent", unit="hrss", status="sent")
+        await add_ticket(engine, "t-police", unit="police", status="dead")
+        await redis.rpush(DEAD_LETTERS_KEY, json.dumps({
+            "ticket_id": "t-dead", "conversation_id": "c9", "unit": "hrss", "summary": "s",
+            "attempts": 5, "last_error": "HTTP 503", "at": "2026-11-28T02:00:00+00:00"}))
+
+        await sign_in(client, "banzhang")
+        csrf = {"X-CSRF-Token": await page_csrf(client)}
+        assert (await client.post("/console/api/tickets/t-dead/resend")).status == 403  # CSRF
+        resp = await client.post("/console/api/tickets/t-police/resend", headers=csrf)
+        assert resp.status == 403  # another unit's ticket
+        resp = await client.post("/console/api/tickets/t-sent/resend", headers=csrf)
+        assert resp.status == 409 and "派单失败" in (await resp.json())["message"]
+        assert (await client.post("/console/api/tickets/nope/resend", headers=csrf)).status == 404
+
+        resp = await client.post("/console/api/tickets/t-dead/resend", headers=csrf)
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["ticket"]["status"] == "created"
+        assert (await get_ticket(engine, "t-dead"))["attempts"] == 0
+        assert (await (await client.get("/console/api/tickets/dead")).json())["count"] == 0
+        # twice in a row is refused: the first resend is already on its way
+        assert (await client.post("/console/api/tickets/t-dead/resend",
+                                  headers=csrf)).status == 409
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BANGBAN_")}
+        env.update(BANGBAN_DATABASE_URL=database_url, BANGBAN_REDIS_URL=redis_url)
+        worker = await asyncio.create_subprocess_exec(
+            bangban_executable(), "worker", "--burst", "--queue", queue_name, cwd=tmp_path,
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(worker.communicate(), 120)
+        assert worker.returncode == 0, err.decode()
+        ticket = await get_ticket(engine, "t-dead")
+        assert ticket["status"] == "sent" and ticket["attempts"] == 1, err.decode()
+        got = list(sim.sim.tickets.values())
+        assert len(got) == 1 and got[0]["deliveries"] == 1
