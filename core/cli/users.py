@@ -118,9 +118,16 @@ def users_passwd(settings: Settings, username: str, password_stdin: bool) -> Non
 @click.argument("username")
 @settings_options
 def users_disable(settings: Settings, username: str) -> None:
-    """Stop USERNAME from signing in and sign out their sessions (the account is kept)."""
+    """Stop USERNAME from signing in and sign out their sessions (the account is kept).
+
+    Unlike the admin page, this may disable the last admin: it is the operator's tool on the
+    server, which can always undo it (``users enable``)."""
     user = _run(settings, lambda store: store.disable(username))
     click.echo(f"disabled {user.username}; their sessions were signed out")
+    if not any(u.active and u.has_role("admin")
+               for u in _run(settings, lambda store: store.list_users())):
+        click.echo(f"warning: no active admin is left to manage accounts in the console; "
+                   f"'bangban users enable {user.username}' restores access", err=True)
 
 
 @users.command("enable")

@@ -73,6 +73,11 @@ def test_add_list_passwd_disable(store: Store):
     assert authenticate(store, "zhangsan", "a brand new passphrase") is None
     ok(users(store, "enable", "zhangsan"))
     assert authenticate(store, "zhangsan", "a brand new passphrase") is not None
+    assert "no active admin" not in users(store, "disable", "zhangsan").stderr
+
+    # the operator may disable the last admin (and undo it), but is told what that means
+    last = ok(users(store, "disable", "admin1"))
+    assert "no active admin is left" in last.stderr and "users enable admin1" in last.stderr
 
 
 def test_a_bad_role_is_refused_by_name_before_anything_is_written(store: Store):
