@@ -63,9 +63,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
-import functools
-import importlib
-import inspect
 import json
 import logging
 import os
@@ -90,6 +87,8 @@ REPO = _HERE.parent
 sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
+
+from bench.steptimer import wrap  # noqa: E402
 
 DEVSET = REPO / "tests" / "data" / "devset.tsv"
 UNITS_YAML = REPO / "config" / "units.yaml"
@@ -257,7 +256,6 @@ STEPS = [  # (module, class, method, label): timed only inside a measured reques
     ("core.dialog.bot", "Bot", "respond", "bot respond (CPU on the loop)"),
     ("core.conversations", "ConversationStore", "current", "SQL conversation current"),
     ("core.conversations", "ConversationStore", "append", "SQL append messages"),
-    ("core.conversations", "ConversationStore", "set_matter", "SQL set matter"),
     ("core.conversations", "ConversationStore", "get", "SQL conversation get"),
     ("core.dialog.service", "DialogService", "load_context", "Redis load context"),
     ("core.dialog.service", "DialogService", "save_context", "Redis save context"),
@@ -271,8 +269,8 @@ STEPS = [  # (module, class, method, label): timed only inside a measured reques
     ("core.handoff.service", "HandoffService", "after", "after(), total"),
     ("core.handoff.store", "HandoffStore", "current", "SQL handoff current"),
     ("core.queue", "Queue", "assign", "Redis assign (Lua)"),
-    ("core.handoff.store", "HandoffStore", "assign", "SQL handoff assign (2 updates)"),
-    ("core.notify", "Notifier", "tell_many", "notify citizen (SQL get + append, bus)"),
+    ("core.handoff.store", "HandoffStore", "assign_waiting", "SQL handoff assign (2 updates)"),
+    ("core.notify", "Notifier", "tell_many", "notify citizen (SQL append, bus)"),
 ]
 
 
@@ -301,37 +299,8 @@ def count_round_trips(hub: Any) -> None:
 
 
 def install_step_timers() -> None:
-    def record(label: str, seconds: float) -> None:
-        entry = STEP_STATS.setdefault(label, [0, 0.0])
-        entry[0] += 1
-        entry[1] += seconds
-
-    for module, cls_name, name, label in STEPS:
-        try:
-            cls = getattr(importlib.import_module(module), cls_name)
-            func = getattr(cls, name)
-        except (ImportError, AttributeError):
-            continue
-        if inspect.iscoroutinefunction(func):
-            async def timed(*args, __f=func, __l=label, **kwargs):
-                if not IN_REQUEST.get():
-                    return await __f(*args, **kwargs)
-                start = time.perf_counter()
-                try:
-                    return await __f(*args, **kwargs)
-                finally:
-                    record(__l, time.perf_counter() - start)
-        else:
-            def timed(*args, __f=func, __l=label, **kwargs):
-                if not IN_REQUEST.get():
-                    return __f(*args, **kwargs)
-                start, cpu = time.perf_counter(), time.thread_time()
-                try:
-                    return __f(*args, **kwargs)
-                finally:
-                    record(__l, time.perf_counter() - start)
-                    record(__l + " [CPU]", time.thread_time() - cpu)
-        setattr(cls, name, functools.wraps(func)(timed))
+    for step in STEPS:
+        wrap(STEP_STATS, *step, active=IN_REQUEST.get)
 
 
 # -- baselines --------------------------------------------------------------------------------
@@ -513,9 +482,9 @@ class Bench:
                 c.t_lua = time.perf_counter()
             return a
 
-        async def after(conversation_id: str) -> None:
+        async def after(conversation_id: str, replies: list[Any]) -> None:
             try:
-                await orig_after(conversation_id)
+                await orig_after(conversation_id, replies)
             finally:
                 c = self.by_conv.get(conversation_id)
                 if c is not None and c.immediate is None:
@@ -944,8 +913,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 people = [c for c in bench.citizens if c.scenario == name]
                 print_steps(name, table, people)
                 n = max(len(people), 1)
-                print(f"  round trips of the whole process per citizen (question, request, "
-                      f"agent reply, close, sweep, heartbeats): " + ", ".join(
+                print("  round trips of the whole process per citizen (question, request, "
+                      "agent reply, close, sweep, heartbeats): " + ", ".join(
                           f"{k} {v / n:.1f}" for k, v in sorted(all_trips[name].items())))
         if profiler:
             import pstats

@@ -1,7 +1,6 @@
 """`bangban serve` with wall-clock timers around the steps of one APP message (bench/http.py --steps).
 
-A diagnostic: wraps a few methods of the running code (nothing in the repository changes) and,
-on each SIGUSR1, writes ``{step: [calls, total seconds]}`` since the previous one as JSON to the
+A diagnostic: wraps a few methods of the running code (bench/steptimer.py) and, on each SIGUSR1, writes ``{step: [calls, total seconds]}`` since the previous one as JSON to the
 path in ``BENCH_STEPS_FILE`` (bench/http.py signals before and after each level). A step whose
 method no longer exists is skipped, so this keeps working while the code moves. The bot's
 ``respond`` is synchronous and runs on the event loop: its CPU time is recorded too, since that
@@ -12,14 +11,10 @@ time blocks every other request of the process.
 
 from __future__ import annotations
 
-import functools
-import importlib
-import inspect
 import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -27,6 +22,8 @@ _HERE = Path(__file__).resolve().parent
 # standard library's http package
 sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
+
+from bench.steptimer import wrap  # noqa: E402
 
 STATS: dict[str, list[float]] = {}
 
@@ -38,44 +35,11 @@ STEPS = [  # (module, class, method, label)
     ("core.dialog.bot", "Bot", "respond", "bot respond (on the loop)"),
     ("core.conversations", "ConversationStore", "current", "SQL current conversation"),
     ("core.conversations", "ConversationStore", "append", "SQL append messages"),
-    ("core.conversations", "ConversationStore", "set_matter", "SQL set matter"),
     ("core.conversations", "ConversationStore", "record_unanswered", "SQL record unanswered"),
     ("core.dialog.service", "DialogService", "load_context", "Redis load context"),
     ("core.dialog.service", "DialogService", "save_context", "Redis save context"),
     ("core.bus", "Bus", "publish", "Redis bus publish"),
 ]
-
-
-def _record(label: str, seconds: float) -> None:
-    entry = STATS.setdefault(label, [0, 0.0])
-    entry[0] += 1
-    entry[1] += seconds
-
-
-def _wrap(module: str, cls_name: str, name: str, label: str) -> None:
-    try:
-        cls = getattr(importlib.import_module(module), cls_name)
-        func = getattr(cls, name)
-    except (ImportError, AttributeError):
-        return
-    if inspect.iscoroutinefunction(func):
-        @functools.wraps(func)
-        async def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return await func(*args, **kwargs)
-            finally:
-                _record(label, time.perf_counter() - start)
-    else:
-        @functools.wraps(func)
-        def timed(*args, **kwargs):
-            start, cpu = time.perf_counter(), time.thread_time()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                _record(label, time.perf_counter() - start)
-                _record(label + " [CPU]", time.thread_time() - cpu)
-    setattr(cls, name, timed)
 
 
 def _dump(*_args) -> None:
@@ -89,7 +53,7 @@ def _dump(*_args) -> None:
 
 def main() -> None:
     for step in STEPS:
-        _wrap(*step)
+        wrap(STATS, *step)
     signal.signal(signal.SIGUSR1, _dump)
     from core.cli import main as bangban
 

@@ -85,7 +85,7 @@ async def overview(desk: AgentDesk, user: StaffUser) -> dict[str, Any]:
             h = waiting_rows.get(w.conversation)
             line.append({"position": w.position, "conversation": w.conversation,
                          "handoff": h.id if h else None, "channel": h.channel if h else None,
-                         "matter": matter_name(desk, h.matter) if h else None,
+                         "matter": matter_name(h.matter) if h else None,
                          "enqueued_at": w.enqueued_at, "waited_s": round(now - w.enqueued_at)})
         out.append({
             "unit": u, "unit_name": desk.service.unit_name(u),
@@ -94,12 +94,12 @@ async def overview(desk: AgentDesk, user: StaffUser) -> dict[str, Any]:
             "waiting": line,
             "serving": [{"handoff": h.id, "agent": h.agent,
                          "agent_name": h.agent_name or names.get(h.agent or "", ""),
-                         "matter": matter_name(desk, h.matter), "channel": h.channel,
+                         "matter": matter_name(h.matter), "channel": h.channel,
                          "assigned_at": _iso(h.assigned_at),
                          "answered": h.first_response_at is not None,
                          "sla_breached": h.sla_breached} for h in serving[u]],
             "breaches": [{"handoff": h.id, "state": h.state, "agent_name": h.agent_name,
-                          "matter": matter_name(desk, h.matter),
+                          "matter": matter_name(h.matter),
                           "requested_at": _iso(h.requested_at)} for h in breaches[u]],
             "followups": [{"id": f["id"], "level": f.get("level"),
                            "level_name": LEVELS.get(f.get("level") or 0, ""),

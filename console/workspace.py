@@ -30,7 +30,8 @@ from core.attachments import AttachmentStore, TooLarge, UnsupportedType, check, 
     id_from_url, response_headers
 from core.dialog.bot import answer_body
 from core.dialog.models import Outbound
-from core.errors import BangbanError, Conflict, Forbidden, NotFound, ValidationFailed
+from core.errors import (BangbanError, Conflict, Forbidden, NotFound, ValidationFailed,
+                         http_status)
 from core.handoff import AgentDesk, BannedPhrase
 from core.handoff.desk import MAX_REPLY
 from core.handoff.store import Handoff
@@ -46,8 +47,6 @@ API = "/console/api"
 DESK_ROLES = ("agent", "supervisor", "admin")
 MAX_SUMMARY = 4000
 HID = "{handoff_id}"
-
-_STATUS = ((NotFound, 404), (Forbidden, 403), (Conflict, 409), (ValidationFailed, 422))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -113,9 +112,8 @@ def desk_of(request: web.Request) -> AgentDesk:
 
 
 def error_response(exc: BangbanError, **extra: Any) -> web.Response:
-    status = getattr(exc, "status", None) or next(
-        (s for cls, s in _STATUS if isinstance(exc, cls)), 400)
-    return web.json_response({"error": exc.code, "message": str(exc), **extra}, status=status)
+    return web.json_response({"error": exc.code, "message": str(exc), **extra},
+                             status=http_status(exc))
 
 
 def api(handler: Handler) -> Handler:
@@ -147,7 +145,7 @@ def holding(h: Handoff, user: StaffUser) -> None:
         raise Conflict("这个会话不在您的接待中" if h.is_open else "这个会话已经结束")
 
 
-def matter_name(desk: AgentDesk, code: str | None) -> str | None:
+def matter_name(code: str | None) -> str | None:
     if not code:
         return None
     return matter_names().get(code, code)
@@ -155,7 +153,7 @@ def matter_name(desk: AgentDesk, code: str | None) -> str | None:
 
 def _named(desk: AgentDesk, item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "unit_name": desk.service.unit_name(item["unit"]),
-            "matter_name": matter_name(desk, item["matter"])}
+            "matter_name": matter_name(item["matter"])}
 
 
 def handoff_json(desk: AgentDesk, h: Handoff, user: StaffUser) -> dict[str, Any]:
@@ -250,10 +248,9 @@ async def send(request: web.Request) -> web.StreamResponse:
         out = await desk.send(user, hid, body.text, attachments=media or None)
     except BannedPhrase as exc:
         # the reason for the agent, and where it is in their box, so the box can highlight it
-        span = {"start": exc.start, "end": exc.end}
-        lead = len(body.text) - len(body.text.lstrip())
-        if exc.start is not None:
-            span = {"start": exc.start + lead, "end": exc.end + lead}
+        lead = len(body.text) - len(body.text.lstrip())  # the desk checked the stripped text
+        span = ({"start": exc.start + lead, "end": exc.end + lead} if exc.start is not None
+                else {"start": None, "end": None})
         return error_response(exc, phrase=exc.phrase, category=exc.category, reason=exc.reason,
                               **span)
     return web.json_response({"message": message_json(out)})

@@ -27,7 +27,7 @@ from .knowledge import Knowledge
 from .ratings import RatingStore
 from .config import Settings
 from .db import create_engine, upgrade
-from .errors import BangbanError, ConfigError, Conflict, Forbidden, NotFound, ValidationFailed
+from .errors import BangbanError, ConfigError, http_status
 from .health import routes as health_routes
 from .kb.seed import load_seed_if_empty
 from .kb.store import KbStore
@@ -35,9 +35,6 @@ from . import tickets
 from .redisconn import async_client, embedded_for, sync_client
 
 log = logging.getLogger(__name__)
-
-_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, ValidationFailed: 422}
-
 
 @web.middleware
 async def error_middleware(request: web.Request, handler):
@@ -47,10 +44,8 @@ async def error_middleware(request: web.Request, handler):
     except web.HTTPException:
         raise
     except BangbanError as exc:
-        # an error may name its own HTTP status (e.g. 413 too large, 415 unsupported type)
-        status = getattr(exc, "status", None) or next(
-            (s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
-        return web.json_response({"error": exc.code, "message": str(exc)}, status=status)
+        return web.json_response({"error": exc.code, "message": str(exc)},
+                                 status=http_status(exc))
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

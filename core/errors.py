@@ -55,3 +55,14 @@ class ImportFailed(ValidationFailed):
     """A KB import was refused as a whole; nothing was written."""
 
     code = "import_failed"
+
+
+#: the HTTP status of each refusal (the first class that matches; anything else 400)
+_HTTP_STATUS = ((NotFound, 404), (Forbidden, 403), (Conflict, 409), (ValidationFailed, 422))
+
+
+def http_status(exc: BangbanError) -> int:
+    """The HTTP status a handler answers ``exc`` with: the error's own ``status`` when it names
+    one (e.g. 413 too large, 415 unsupported type), else by its class."""
+    return getattr(exc, "status", None) or next(
+        (s for cls, s in _HTTP_STATUS if isinstance(exc, cls)), 400)

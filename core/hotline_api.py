@@ -37,7 +37,7 @@ from console.figures import unit_scope
 from .appkeys import ENGINE, HUB, REDIS, SETTINGS
 from .bodies import read_limited
 from .db.schema import tickets
-from .errors import Conflict, Forbidden, NotFound, ValidationFailed
+from .errors import Forbidden, NotFound, ValidationFailed
 from .hub import Hub
 from .logging import mask_personal_data
 from .tasks import cancel_and_wait
@@ -316,23 +316,15 @@ async def staff_dead_letters(request: web.Request) -> web.Response:
 @login_required(roles=("supervisor", "admin"))
 async def staff_resend(request: web.Request) -> web.Response:
     """POST /console/api/tickets/{ticket}/resend — deliver a dead ticket again (its unit's
-    supervisors and admins)."""
+    supervisors and admins). NotFound, Forbidden and Conflict (not dead) are answered by the
+    app's error middleware: 404, 403, 409."""
     dispatch = dispatch_config(request.config_dict[SETTINGS])
     if dispatch is None:
         return _error(503, "dispatch_off", "本系统未配置12345派单。")
     engine, user = request.config_dict[ENGINE], staff_session(request).user
-    try:
-        ticket = await get_ticket(engine, request.match_info["ticket"])
-        if not (user.has_role("admin") or user.in_unit(ticket["unit"])):
-            raise Forbidden("您只能处理本单位的工单。")
-        ticket = await resend_ticket(engine, request.config_dict[HUB].rq, ticket["id"],
-                                     dispatch)
-    except NotFound as exc:
-        return _error(404, exc.code, str(exc))
-    except Conflict as exc:
-        return _error(409, exc.code, str(exc))
-    except Forbidden as exc:
-        return _refusal(exc)
+    ticket = await get_ticket(engine, request.match_info["ticket"])
+    unit_scope(user, [ticket["unit"]])  # Forbidden for another unit's ticket
+    ticket = await resend_ticket(engine, request.config_dict[HUB].rq, ticket["id"], dispatch)
     log.info("ticket %s resent by %s", ticket["id"], user.username)
     return web.json_response({"ticket": TicketView.of(ticket).model_dump(mode="json")})
 

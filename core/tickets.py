@@ -544,10 +544,11 @@ async def resend_ticket(engine: AsyncEngine, rq_connection, ticket_id: str,  # n
     Conflict unless the ticket is dead. Should Redis fail after the SQL update, the recovery
     sweep finds the ticket 'created' without a job and queues it: nothing is lost either way."""
     async with engine.begin() as conn:
-        result = await conn.execute(update(tickets).where(
+        row = (await conn.execute(update(tickets).where(
             tickets.c.id == ticket_id, tickets.c.status == "dead"
-        ).values(status="created", attempts=0, updated_at=utcnow()))
-        if result.rowcount != 1:
+        ).values(status="created", attempts=0, updated_at=utcnow()).returning(tickets)
+        )).mappings().first()
+        if row is None:
             status = (await conn.execute(select(tickets.c.status)
                                          .where(tickets.c.id == ticket_id))).scalar()
             if status is None:
@@ -565,8 +566,7 @@ async def resend_ticket(engine: AsyncEngine, rq_connection, ticket_id: str,  # n
     except RedisError:
         log.warning("ticket %s: resend recorded, queueing left to the recovery sweep",
                     ticket_id, exc_info=True)
-    log.info("ticket %s sent again by a supervisor", ticket_id)
-    return await get_ticket(engine, ticket_id)
+    return _ticket(row)
 
 
 def dead_letters(connection, *, units: list[str] | None = None,  # noqa: ANN001

@@ -35,7 +35,8 @@ class HumanHelp(Protocol):
 
     ``request`` answers the request itself; ``on_payload`` takes ``handoff:…`` quick replies
     (district, department, cancel); ``on_citizen`` sees every message while a person is (about
-    to be) serving; ``after`` runs once the replies are stored (assignment may notify at once).
+    to be) serving; ``after`` runs once the replies are stored, with them (assignment may
+    notify at once).
     """
 
     async def request(self, conv: Conversation, ctx: Context, inbound: Inbound
@@ -47,7 +48,7 @@ class HumanHelp(Protocol):
     async def on_citizen(self, conv: Conversation, inbound: Inbound, message: dict
                          ) -> list[BotReply]: ...
 
-    async def after(self, conversation_id: str) -> None: ...
+    async def after(self, conversation_id: str, replies: list[BotReply]) -> None: ...
 
 
 class HotlineReferral:
@@ -73,7 +74,7 @@ class HotlineReferral:
                          ) -> list[BotReply]:
         return []
 
-    async def after(self, conversation_id: str) -> None:
+    async def after(self, conversation_id: str, replies: list[BotReply]) -> None:
         return None
 
 
@@ -213,7 +214,7 @@ class DialogService:
         await self.save_context(conv.id, ctx)
         await self._publish(inbound, stored, outs)
         if handed_off or any(r.action == "handoff" for r in replies):
-            await self.human.after(conv.id)
+            await self.human.after(conv.id, replies)
         return HandleResult(conv.id, stored[0].seq, outs)
 
     async def _steps(self, conv: Conversation, ctx: Context, inbound: Inbound) -> list[BotReply]:

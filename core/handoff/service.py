@@ -9,9 +9,8 @@ which the unit's agents answer on the next working day on the same channel.
 Assignment happens at once when the request is stored (so an idle agent is notified within
 milliseconds) and again in every process's sweep (core.handoff.sweep: SLA breaches, overflow,
 agents gone for good, live positions, rebuilding the Redis queue from SQL). SQL is the truth
-throughout: a segment
-is assigned in SQL by a conditional update after the atomic Redis assignment, and released from
-Redis when SQL says the citizen has already gone.
+throughout: a segment is assigned in SQL by a conditional update after the atomic Redis
+assignment, and released from Redis when SQL says the citizen has already gone.
 """
 
 from __future__ import annotations
@@ -53,21 +52,9 @@ class HandoffService(Sweeper):
         self.notifier = notifier
         self.events = events
         self.matters = matters or load_matters()
-        self.sweep_interval_s = sweep_interval_s
-        self.release_after_s = release_after_s
         self.clock = clock
-        #: agent → when this process first saw them offline while holding conversations
-        self._absent: dict[str, float] = {}
-        self._next_absent_check = 0.0
-        self._marker = f"{prefix}queue:epoch"
-        self._dirty: set[str] = set()
-        #: conversations whose line request() just joined, for after() (same process)
-        self._opened: dict[str, str] = {}
-        #: overdue entries this process has already handled (conversation, state, unit) → when
-        self._breached: dict[tuple[str, str, str], float] = {}
-        self._task = None
-        self._stopping = False
-        self._lead = {m.code: m.department for m in self.matters.matters}
+        super().__init__(prefix=prefix, sweep_interval_s=sweep_interval_s,
+                         release_after_s=release_after_s)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -136,9 +123,6 @@ class HandoffService(Sweeper):
                                                            "user": conv.channel_user},
                                           now=self.clock())
         self._dirty.add(unit)
-        if len(self._opened) > 10_000:  # after() normally pops it at once; never let it grow
-            self._opened.clear()
-        self._opened[conv.id] = unit  # for after(), without reading the row back
         await self.events.publish({"type": "queue", "unit": unit, "conversation": conv.id,
                                    "handoff": h.id})
         if joined is not None:
@@ -152,14 +136,13 @@ class HandoffService(Sweeper):
                          f"预计等待约{minutes(wait)}分钟，请稍候。",
                          quick_replies=[CANCEL], body={"queue": status.model_dump()})]
 
-    async def after(self, conversation_id: str) -> None:
-        """Called once the request's replies are stored: assign now if an agent is free."""
-        unit = self._opened.pop(conversation_id, None)
-        if unit is None:
-            h = await self.store.current(conversation_id)
-            unit = h.unit if h is not None and h.state == "waiting" else None
-        if unit is not None:
-            await self.assign_unit(unit)
+    async def after(self, conversation_id: str, replies: list[BotReply]) -> None:
+        """Called once the request's replies are stored: when one of them put the citizen in
+        a unit's line (its queue status says which), assign now if an agent is free."""
+        for reply in replies:
+            status = reply.body.get("queue")
+            if status and status["state"] == "waiting":
+                await self.assign_unit(status["unit"])
 
     # -- while a person is (about to be) serving ----------------------------------------------
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..hours import Units
     from ..notify import Notifier
     from ..queue import Queue
+    from ..reference import Matters
     from .store import HandoffStore
 
 log = logging.getLogger(__name__)
@@ -37,23 +38,32 @@ def minutes(seconds: float) -> int:
 
 
 class Sweeper:
+    """HandoffService's sweep; the service sets these before calling ``__init__``."""
+
     store: HandoffStore
     queue: Queue
     units: Units
     notifier: Notifier
     events: Events
+    matters: Matters
     clock: Callable[[], float]
-    sweep_interval_s: float
-    release_after_s: float
-    _marker: str
-    _dirty: set[str]
-    _breached: dict[tuple[str, str, str], float]
-    _absent: dict[str, float]
-    _next_absent_check: float
-    _lead: dict[str, str]
-    _task: asyncio.Task | None
-    _stopping: bool
-    # and, from HandoffService: assign_unit, _assigned, move, unit_name
+    # and the service's methods: assign_unit, _assigned, move, unit_name
+
+    def __init__(self, *, prefix: str, sweep_interval_s: float, release_after_s: float) -> None:
+        self.sweep_interval_s = sweep_interval_s
+        self.release_after_s = release_after_s
+        self._marker = f"{prefix}queue:epoch"
+        #: units whose line changed, for the next round of position updates
+        self._dirty: set[str] = set()
+        #: overdue entries this process has already handled (conversation, state, unit) → when
+        self._breached: dict[tuple[str, str, str], float] = {}
+        #: agent → when this process first saw them offline while holding conversations
+        self._absent: dict[str, float] = {}
+        self._next_absent_check = 0.0
+        #: matter → its lead department (where an overflow goes first)
+        self._lead = {m.code: m.department for m in self.matters.matters}
+        self._task: asyncio.Task | None = None
+        self._stopping = False
 
     async def sweep(self) -> None:
         await self.ensure_queue()
@@ -106,7 +116,6 @@ class Sweeper:
                     await self.move(h, target, state="overflowed", resolution="overflowed",
                                     reason="overflow", from_states=("assigned",),
                                     text=f"抱歉让您久等了，已为您转至{self.unit_name(target)}，请稍候。")
-                    continue
 
     async def _release_absent(self, now: float) -> None:
         """Conversations held by an agent gone for ``release_after_s`` (browser closed, account

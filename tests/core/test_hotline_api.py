@@ -78,6 +78,19 @@ def signed(payload: dict | bytes, secret: str = SECRET, at: float | None = None)
     return body, h["X-Bangban-Signature"], h["X-Bangban-Timestamp"]
 
 
+async def run_worker(queue_name: str, database_url: str, redis_url: str, cwd) -> str:
+    """A real ``bangban worker --burst`` on ``queue_name``: it runs the jobs with its own
+    configuration (this test's database and Redis) and exits; returns its stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANGBAN_")}
+    env.update(BANGBAN_DATABASE_URL=database_url, BANGBAN_REDIS_URL=redis_url)
+    worker = await asyncio.create_subprocess_exec(
+        bangban_executable(), "worker", "--burst", "--queue", queue_name, cwd=cwd,
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(worker.communicate(), 120)
+    assert worker.returncode == 0, err.decode()
+    return err.decode()
+
+
 async def post_callback(client, payload, **kw):
     body, sig, ts = signed(payload, **kw)
     return await client.post(CALLBACK_PATH, data=body, headers={
@@ -285,15 +298,8 @@ async def test_the_app_sweep_queues_a_ticket_stuck_in_created(aiohttp_client, se
         assert not await redis.exists(JOB_KEY.format("t-fresh"))
         await asyncio.sleep(0.3)  # more rounds: still one job
         assert len(jobs.queue(queue_name, rq_redis)) == 1
-        # a real worker, which runs swept jobs with its own configuration (this test's database)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BANGBAN_")}
-        env.update(BANGBAN_DATABASE_URL=database_url, BANGBAN_REDIS_URL=redis_url)
-        worker = await asyncio.create_subprocess_exec(
-            bangban_executable(), "worker", "--burst", "--queue", queue_name, cwd=tmp_path,
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(worker.communicate(), 120)
-        assert worker.returncode == 0, err.decode()
-        assert (await get_ticket(engine, "t-stuck"))["status"] == "sent", err.decode()
+        err = await run_worker(queue_name, database_url, redis_url, tmp_path)
+        assert (await get_ticket(engine, "t-stuck"))["status"] == "sent", err
         assert [t["deliveries"] for t in sim.sim.tickets.values()] == [1]
         assert (await get_ticket(engine, "t-fresh"))["status"] == "created"
 
@@ -397,14 +403,8 @@ async def test_a_supervisor_sends_a_dead_ticket_again_and_12345_gets_it_once(
         assert (await client.post("/console/api/tickets/t-dead/resend",
                                   headers=csrf)).status == 409
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BANGBAN_")}
-        env.update(BANGBAN_DATABASE_URL=database_url, BANGBAN_REDIS_URL=redis_url)
-        worker = await asyncio.create_subprocess_exec(
-            bangban_executable(), "worker", "--burst", "--queue", queue_name, cwd=tmp_path,
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(worker.communicate(), 120)
-        assert worker.returncode == 0, err.decode()
+        err = await run_worker(queue_name, database_url, redis_url, tmp_path)
         ticket = await get_ticket(engine, "t-dead")
-        assert ticket["status"] == "sent" and ticket["attempts"] == 1, err.decode()
+        assert ticket["status"] == "sent" and ticket["attempts"] == 1, err
         got = list(sim.sim.tickets.values())
         assert len(got) == 1 and got[0]["deliveries"] == 1
