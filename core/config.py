@@ -116,9 +116,12 @@ class BotSettings(_Section):
     """Thresholds of the answer / clarify / fallback decision (config section ``bot``)."""
 
     #: logistic calibration of the retrieval score: confidence = σ(slope · (score − midpoint))
-    midpoint: float = 0.38
+    midpoint: float = 0.30
     slope: float = 10.0
     answer_confidence: float = Field(0.5, ge=0, le=1)
+    #: taken from the score when the best match is an answer's text on a word that no KB
+    #: question uses ("护照" mentioned in passing): the KB mentions it, it does not answer it
+    answer_only_penalty: float = Field(0.1, ge=0)
     #: candidates whose scores are within this of the best are "close"
     clarify_margin: float = Field(0.05, ge=0)
     #: an intent must be at least this sure to override retrieval

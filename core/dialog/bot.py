@@ -26,7 +26,7 @@ from ..kb.richtext import html_to_text
 from ..knowledge import Snapshot
 from ..reference import load_matters
 from ..nlu.index import Hit
-from ..nlu.text import numbered_choice
+from ..nlu.text import normalise, numbered_choice
 from ..config import BotSettings as BotPolicy
 from .models import Action, AnswerMeta, Link, QuickReply
 
@@ -187,16 +187,22 @@ class Bot:
                                         boost=snap.index.boost_for(ctx.matter, p.context_boost))
             if boosted:
                 hits = boosted
-        conf = calibrate(hits[0].score, p) if hits else 0.0
+        conf = calibrate(self._match_score(text, hits, snap), p) if hits else 0.0
         meta = AnswerMeta(intent=intent.label, confidence=round(conf, 4))
 
-        # An out-of-scope request (涉法/涉诉/投诉) is never answered as a service question unless
-        # the KB match is strong and the classifier unsure.
+        # An out-of-scope request (涉法/涉诉/投诉) is never answered as a service question. A cue
+        # (起诉, 仲裁, 举报 …) decides unless the KB row that matched uses the same words ("酒证
+        # 不予许可能申诉吗" is a question the KB answers); otherwise the classifier decides,
+        # unless the KB match is strong and the classifier unsure.
+        cue = snap.intents.cue(text)
+        if cue is not None and not (hits and conf >= p.answer_confidence
+                                    and cue.pattern.search(normalise(hits[0].row))):
+            return self._out_of_scope(cue.category, snap, meta.model_copy(
+                update={"intent": f"out_of_scope:{cue.category}"}))
         if intent.intent == "out_of_scope" and intent.confidence >= p.intent_confidence and (
             conf < p.strong_answer or intent.confidence >= 0.8
         ):
-            oos = snap.intents.out_of_scope(intent.category)
-            return BotReply("out_of_scope", oos["reply"], links=[HOTLINE_LINK], meta=meta)
+            return self._out_of_scope(intent.category, snap, meta)
         if intent.intent in ("greet", "thanks", "goodbye", "smalltalk", "feedback") and (
             intent.confidence >= p.intent_confidence
             and (conf < p.answer_confidence or not snap.index.names_a_matter(text)
@@ -208,6 +214,10 @@ class Bot:
 
         ctx.last_question = text
         if not hits or conf < p.answer_confidence:
+            if intent.intent == "request_human":
+                # the best reading is "I want a person", only less sure ("能不能安排个工作人员
+                # 一步一步教我"), and the KB has nothing: a person is what helps
+                return self._handoff(ctx, AnswerMeta(intent=intent.label))
             return self._fallback(ctx, meta, hits, snap)
         close = [h for h in hits if hits[0].score - h.score <= p.clarify_margin]
         shared = set(hits[0].matters).intersection(*(set(h.matters) for h in close))
@@ -221,6 +231,14 @@ class Bot:
             best = guide or best
         return self._answer(snap.entries[best.entry_id], conf, ctx, snap, question=text,
                             meta=meta, hits=hits)
+
+    def _match_score(self, text: str, hits: list[Hit], snap: Snapshot) -> float:
+        """The score confidence is calibrated from: the best hit's, less a penalty when it
+        matched only an answer's text on a word no KB question uses (see answer_only_words)."""
+        best = hits[0]
+        if best.body and snap.index.answer_only_words(text):
+            return best.score - self.policy.answer_only_penalty
+        return best.score
 
     # -- the actions --------------------------------------------------------------------------
     def _answer(self, entry: KbEntryBase, conf: float, ctx: Context, snap: Snapshot,
@@ -277,6 +295,10 @@ class Bot:
             quick_replies=[HUMAN_REPLY], links=[HOTLINE_LINK],
             meta=meta.model_copy(update={"suggestions": [h.entry_id for h in hits[:3]]}),
             unanswered="fallback")
+
+    def _out_of_scope(self, category: str | None, snap: Snapshot, meta: AnswerMeta) -> BotReply:
+        reply = snap.intents.out_of_scope(category)["reply"]
+        return BotReply("out_of_scope", reply, links=[HOTLINE_LINK], meta=meta)
 
     def _handoff(self, ctx: Context, meta: AnswerMeta | None = None) -> BotReply:
         return BotReply("handoff", "好的，正在为您转接线上人工帮办。",

@@ -185,12 +185,55 @@ def test_legal_lawsuit_and_complaint_questions_are_sent_to_their_own_channels(
     assert not reply.rate and "resolved:yes" not in payloads(reply)
 
 
+@pytest.mark.parametrize(("question", "where"), [
+    # the service words (房东, 过户, 营业执照, 税务) pull towards a KB answer; the speech act decides
+    ("二房东收了押金不退还不给我办过户 我能不能去告他", ["法院", "12368"]),
+    ("营业执照被人冒名注册了 我要去报案", ["110"]),
+    ("税务局罚了我们公司两万 我们不服 打算申请行政复议", ["12348"]),
+    ("社区窗口的人故意刁难我 办个证跑了五趟", ["12345"]),
+])
+def test_a_legal_or_complaint_speech_act_wins_over_service_words(bot, question, where):
+    [reply] = converse(bot, question)
+    assert reply.action == "out_of_scope", describe(reply)
+    for place in where:
+        assert place in reply.text, (place, reply.text)
+    assert reply.meta.entry_id is None and not reply.rate
+
+
+def test_a_question_the_kb_itself_asks_with_a_legal_word_is_answered(bot):
+    # the seed KB has "酒证不予许可能申诉吗" as an alias of M25: that is a service question
+    [reply] = converse(bot, "酒证不予许可能申诉吗")
+    assert reply.action == "answer" and reply.meta.matters == ["M25"], describe(reply)
+    # 告知承诺 (a way of applying) is not 告 (suing)
+    [reply] = converse(bot, "营业执照可以用告知承诺的方式办吗")
+    assert reply.action != "out_of_scope", describe(reply)
+
+
+def test_a_bad_cue_in_the_intents_file_is_refused_with_its_text(tmp_path):
+    from core.errors import ConfigError
+    from core.nlu.intent import load_intents
+
+    text = (config_dir() / "intents.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "intents.yaml"
+    bad.write_text(text.replace("'信访|上访", "'信访(|上访", 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a regular expression"):
+        load_intents(bad)
+
+
 @pytest.mark.parametrize("text", ["转人工", "我要人工客服"])
 def test_asking_for_a_person_hands_off(bot, text):
     [reply] = converse(bot, text)
     assert reply.action == "handoff", describe(reply)
     assert reply.handoff
     assert reply.meta.entry_id is None
+
+
+def test_a_less_sure_wish_for_a_person_hands_off_when_the_kb_has_no_answer(bot, snap):
+    text = "我年纪大了看不懂这些 能不能找个人一步一步教我弄"
+    intent = snap.intents.classify(text)
+    assert intent.intent == "request_human" and intent.confidence < BotSettings().intent_confidence
+    [reply] = converse(bot, text)
+    assert reply.action == "handoff" and reply.handoff, describe(reply)
 
 
 def test_handoff_carries_the_conversations_matter(bot):
