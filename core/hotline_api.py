@@ -45,12 +45,12 @@ from . import tickets as _tickets
 from .tickets import (
     CALLBACK_PATH,
     CALLBACK_STATUSES,
-    DEAD_LETTERS_KEY,
     PROGRESS,
     SIGNATURE_HEADER,
     STATUSES,
     TIMESTAMP_HEADER,
     BadSignature,
+    dead_letters_key,
     dispatch_config,
     get_ticket,
     list_tickets,
@@ -307,7 +307,8 @@ async def staff_dead_letters(request: web.Request) -> web.Response:
         units, limit = _units_asked(request), _limit(request)
     except (ValidationFailed, Forbidden) as exc:
         return _refusal(exc)
-    raw = await request.config_dict[REDIS].lrange(DEAD_LETTERS_KEY, 0, -1)
+    key = dead_letters_key(request.config_dict[SETTINGS].redis.prefix)
+    raw = await request.config_dict[REDIS].lrange(key, 0, -1)
     items = [DeadLetterView.of(i).model_dump(mode="json")
              for i in parse_dead_letters(raw, units=units, limit=limit)]
     return web.json_response({"dead_letters": items, "count": len(items)})

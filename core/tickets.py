@@ -17,7 +17,7 @@ app, see core.hotline_api, and by ``bangban dispatch recover``) re-enqueues, fro
 every ticket still 'created' or 'sending' whose delivery job is gone or dead — a ticket whose
 enqueue failed because Redis was down, or one whose worker was killed mid-POST (RQ 3 itself only
 notices such a job when its heartbeat has expired and a worker runs its maintenance, which can take
-10 minutes). Each ticket remembers its current job in Redis (``JOB_KEY``); a job superseded by a
+10 minutes). Each ticket remembers its current job in Redis (``DispatchConfig.job_key``); a job superseded by a
 re-enqueued one does nothing when it runs (and its failure does not make the ticket 'dead').
 
 Failures are retried by RQ with back-off (``DispatchConfig.retry_intervals``, 5 s, 30 s, 2 min,
@@ -61,10 +61,10 @@ from .errors import BangbanError, ConfigError, Conflict, NotFound, ValidationFai
 
 log = logging.getLogger(__name__)
 
-#: Redis list of tickets whose delivery gave up (newest last)
-DEAD_LETTERS_KEY = "bangban:tickets:dead"
+#: Redis list of tickets whose delivery gave up (newest last), after the deployment's prefix
+DEAD_LETTERS_KEY = "tickets:dead"
 #: Redis key holding the id of the RQ job now responsible for a ticket's delivery
-JOB_KEY = "bangban:tickets:job:{}"
+JOB_KEY = "tickets:job:{}"
 JOB_KEY_TTL_S = 14 * 24 * 3600
 #: a ticket 'created' or 'sending' this long without a live job is re-enqueued; RQ heartbeats a
 #: running job every 30 s, so a started job silent for longer than this has lost its worker
@@ -113,6 +113,15 @@ class DispatchConfig(BaseModel):
     #: where 12345 should send status updates (sent along with the ticket)
     callback_url: str | None = None
     queue: str = "default"
+    #: the deployment's Redis key prefix (``redis.prefix``): a worker serving several
+    #: deployments keeps each one's dead letters and job markers apart
+    key_prefix: str = "bangban:"
+
+    def dead_letters_key(self) -> str:
+        return dead_letters_key(self.key_prefix)
+
+    def job_key(self, ticket_id: str) -> str:
+        return job_key(self.key_prefix, ticket_id)
 
     @field_validator("endpoint", "callback_url")
     @classmethod
@@ -147,6 +156,7 @@ def dispatch_config(settings: Settings) -> DispatchConfig | None:
         return DispatchConfig(
             endpoint=d.endpoint, secret=d.secret or "", retry_intervals=d.retry_intervals,
             max_attempts=d.max_attempts, timeout_s=d.timeout_s, queue=d.queue,
+            key_prefix=settings.redis.prefix,
             callback_url=d.callback_url or settings.public_url.rstrip("/") + CALLBACK_PATH)
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -242,18 +252,18 @@ def enqueue_delivery(rq_connection, ticket_id: str, dispatch: DispatchConfig,  #
 
     # The key is set before the job exists, so the job can never start and find another id there.
     job_id = f"ticket-{ticket_id}-{secrets.token_hex(4)}"
-    rq_connection.set(JOB_KEY.format(ticket_id), job_id, ex=JOB_KEY_TTL_S)
+    rq_connection.set(dispatch.job_key(ticket_id), job_id, ex=JOB_KEY_TTL_S)
     return queue(dispatch.queue, rq_connection).enqueue(
         deliver_ticket, ticket_id, settings, dispatch.model_dump(mode="json"), job_id=job_id,
         retry=dispatch.retry(), on_failure=Callback(delivery_failed),
         description=f"12345 dispatch {ticket_id}")
 
 
-def _superseded(job: Job | None, ticket_id: str) -> bool:
+def _superseded(job: Job | None, ticket_id: str, dispatch: DispatchConfig) -> bool:
     """Whether another job has since been made responsible for the ticket."""
     if job is None:
         return False
-    current = job.connection.get(JOB_KEY.format(ticket_id))
+    current = job.connection.get(dispatch.job_key(ticket_id))
     if isinstance(current, bytes):
         current = current.decode()
     return current is not None and current != job.id
@@ -399,8 +409,9 @@ async def _mark_dead(engine: AsyncEngine, ticket_id: str,
     return _ticket(row)
 
 
-def _push_dead_letter(connection, row: dict[str, Any]) -> None:  # noqa: ANN001
-    connection.rpush(DEAD_LETTERS_KEY, json.dumps({
+def _push_dead_letter(connection, row: dict[str, Any], dispatch: DispatchConfig  # noqa: ANN001
+                      ) -> None:
+    connection.rpush(dispatch.dead_letters_key(), json.dumps({
         "ticket_id": row["id"], "conversation_id": row["conversation_id"], "unit": row["unit"],
         "summary": row["summary"][:200], "attempts": row["attempts"],
         "last_error": row["last_error"], "at": utcnow().isoformat(),
@@ -409,6 +420,16 @@ def _push_dead_letter(connection, row: dict[str, Any]) -> None:  # noqa: ANN001
 
 def _settings(settings: dict[str, Any] | None) -> Settings:
     return Settings.model_validate(settings) if settings else load_settings()
+
+
+def _job_dispatch(cfg: Settings, dispatch: dict[str, Any] | None) -> DispatchConfig | None:
+    """The job's own dispatch (as enqueued), else the worker's; None when dispatch is off."""
+    return DispatchConfig.model_validate(dispatch) if dispatch else dispatch_config(cfg)
+
+
+def _off(cfg: Settings) -> DispatchConfig:
+    """Keys only (dispatch off): where a ticket's job marker and dead letter live."""
+    return DispatchConfig.model_construct(key_prefix=cfg.redis.prefix)
 
 
 def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
@@ -421,7 +442,8 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
 
     cfg = _settings(settings)
     job = get_current_job()
-    if _superseded(job, ticket_id):
+    d = _job_dispatch(cfg, dispatch)
+    if _superseded(job, ticket_id, d or _off(cfg)):
         # the recovery sweep gave the ticket to a newer job (this one's worker looked dead)
         return {"ticket_id": ticket_id, "skipped": True, "superseded": True}
 
@@ -429,7 +451,6 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
         engine = create_engine(cfg.database_url)
         try:
             try:
-                d = DispatchConfig.model_validate(dispatch) if dispatch else dispatch_config(cfg)
                 if d is None:
                     raise PermanentDispatchError("dispatch is off (dispatch.endpoint not set)")
                 row = await _claim(engine, ticket_id, d.max_attempts)
@@ -440,7 +461,7 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
             except PermanentDispatchError as exc:
                 dead = await _mark_dead(engine, ticket_id, str(exc))
                 if dead is not None and job is not None:
-                    _push_dead_letter(job.connection, dead)
+                    _push_dead_letter(job.connection, dead, d or _off(cfg))
                 log.warning("ticket %s refused for good: %s", ticket_id, exc)
                 return {"ticket_id": ticket_id, "status": "dead", "error": str(exc)}
             except DispatchError as exc:
@@ -459,9 +480,10 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
 def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # noqa: ANN001
     """RQ failure callback (also for a worker killed mid-job): dead once retries are spent."""
     ticket_id = job.args[0]
-    if job.should_retry or _superseded(job, ticket_id):
-        return  # a superseded job's failure says nothing about the ticket's newer job
     cfg = _settings(job.args[1] if len(job.args) > 1 else None)
+    d = _job_dispatch(cfg, job.args[2] if len(job.args) > 2 else None) or _off(cfg)
+    if job.should_retry or _superseded(job, ticket_id, d):
+        return  # a superseded job's failure says nothing about the ticket's newer job
 
     async def run() -> dict[str, Any] | None:
         engine = create_engine(cfg.database_url)
@@ -473,7 +495,7 @@ def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # n
 
     dead = asyncio.run(run())
     if dead is not None:
-        _push_dead_letter(connection, dead)
+        _push_dead_letter(connection, dead, d)
         log.warning("ticket %s is dead after %d attempts: %s", ticket_id, dead["attempts"],
                     dead["last_error"])
 
@@ -482,9 +504,9 @@ def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # n
 
 
 def _delivery_alive(connection, ticket_id: str, now: datetime,  # noqa: ANN001
-                    stale_after_s: float) -> bool:
+                    stale_after_s: float, dispatch: DispatchConfig) -> bool:
     """Whether the ticket's current job will still run or is running on a live worker."""
-    job_id = connection.get(JOB_KEY.format(ticket_id))
+    job_id = connection.get(dispatch.job_key(ticket_id))
     if job_id is None:
         return False
     try:
@@ -523,7 +545,7 @@ async def recover_stuck(engine: AsyncEngine, rq_connection,  # noqa: ANN001
     def requeue() -> list[str]:
         done = []
         for ticket_id in candidates:
-            if _delivery_alive(rq_connection, ticket_id, now, stale_after_s):
+            if _delivery_alive(rq_connection, ticket_id, now, stale_after_s, dispatch):
                 continue
             enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
             done.append(ticket_id)
@@ -557,9 +579,10 @@ async def resend_ticket(engine: AsyncEngine, rq_connection, ticket_id: str,  # n
 
     def requeue() -> None:
         enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
-        for raw in rq_connection.lrange(DEAD_LETTERS_KEY, 0, -1):
+        key = dispatch.dead_letters_key()
+        for raw in rq_connection.lrange(key, 0, -1):
             if json.loads(raw).get("ticket_id") == ticket_id:
-                rq_connection.lrem(DEAD_LETTERS_KEY, 0, raw)
+                rq_connection.lrem(key, 0, raw)
 
     try:
         await asyncio.to_thread(requeue)
@@ -569,10 +592,20 @@ async def resend_ticket(engine: AsyncEngine, rq_connection, ticket_id: str,  # n
     return _ticket(row)
 
 
-def dead_letters(connection, *, units: list[str] | None = None,  # noqa: ANN001
+def dead_letters_key(prefix: str) -> str:
+    """The dead-letter list of the deployment whose ``redis.prefix`` this is."""
+    return prefix + DEAD_LETTERS_KEY
+
+
+def job_key(prefix: str, ticket_id: str) -> str:
+    """Where that deployment keeps the id of the job now responsible for a ticket."""
+    return prefix + JOB_KEY.format(ticket_id)
+
+
+def dead_letters(connection, prefix: str, *, units: list[str] | None = None,  # noqa: ANN001
                  limit: int = 500) -> list[dict[str, Any]]:
     """Tickets whose delivery gave up, newest first (``units``: a supervisor's)."""
-    return parse_dead_letters(connection.lrange(DEAD_LETTERS_KEY, 0, -1), units=units,
+    return parse_dead_letters(connection.lrange(dead_letters_key(prefix), 0, -1), units=units,
                               limit=limit)
 
 
@@ -589,4 +622,4 @@ __all__ = ["DispatchConfig", "dispatch_config", "dispatcher", "create_ticket", "
            "delivery_failed", "recover_stuck", "resend_ticket", "dead_letters", "parse_dead_letters",
            "get_ticket", "list_tickets", "sign", "verify", "signed_headers", "mask_contact",
            "post_ticket", "BadSignature", "DispatchError", "CALLBACK_PATH", "CALLBACK_STATUSES",
-           "DEAD_LETTERS_KEY", "STATUSES"]
+           "dead_letters_key", "job_key", "STATUSES"]

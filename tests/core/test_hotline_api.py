@@ -22,11 +22,11 @@ from core.hotline_sim import HotlineSim, RunningSim
 from core.staff import StaffStore
 from core.tickets import (
     CALLBACK_PATH,
-    DEAD_LETTERS_KEY,
-    JOB_KEY,
     BadSignature,
     DispatchConfig,
+    dead_letters_key,
     get_ticket,
+    job_key,
     post_ticket,
     signed_headers,
     ticket_payload,
@@ -291,11 +291,11 @@ async def test_the_app_sweep_queues_a_ticket_stuck_in_created(aiohttp_client, se
                          updated_at=datetime.now(UTC) - timedelta(minutes=2))
         await add_ticket(engine, "t-fresh", status="created")  # its own enqueue is under way
         for _ in range(100):
-            if await redis.exists(JOB_KEY.format("t-stuck")):
+            if await redis.exists(job_key("bangban:", "t-stuck")):
                 break
             await asyncio.sleep(0.05)
-        assert await redis.exists(JOB_KEY.format("t-stuck"))
-        assert not await redis.exists(JOB_KEY.format("t-fresh"))
+        assert await redis.exists(job_key("bangban:", "t-stuck"))
+        assert not await redis.exists(job_key("bangban:", "t-fresh"))
         await asyncio.sleep(0.3)  # more rounds: still one job
         assert len(jobs.queue(queue_name, rq_redis)) == 1
         err = await run_worker(queue_name, database_url, redis_url, tmp_path)
@@ -356,7 +356,7 @@ async def test_supervisors_list_their_units_tickets_masked(api, engine, staff):
 
 async def test_supervisors_read_their_units_dead_letters(api, redis, staff):
     for ticket_id, unit in (("t1", "hrss"), ("t2", "police"), ("t3", "hrss")):
-        await redis.rpush(DEAD_LETTERS_KEY, json.dumps({
+        await redis.rpush(dead_letters_key("bangban:"), json.dumps({
             "ticket_id": ticket_id, "conversation_id": "c1", "unit": unit,
             "summary": "回电13812345678", "attempts": 5, "last_error": "HTTP 503",
             "at": "2025-09-22T02:00:00+00:00"}, ensure_ascii=False))
@@ -381,7 +381,7 @@ async def test_a_supervisor_sends_a_dead_ticket_again_and_12345_gets_it_once(
         await add_ticket(engine, "t-dead", unit="hrss", status="dead")
         await add_ticket(engine, "t-sent", unit="hrss", status="sent")
         await add_ticket(engine, "t-police", unit="police", status="dead")
-        await redis.rpush(DEAD_LETTERS_KEY, json.dumps({
+        await redis.rpush(dead_letters_key("bangban:"), json.dumps({
             "ticket_id": "t-dead", "conversation_id": "c9", "unit": "hrss", "summary": "s",
             "attempts": 5, "last_error": "HTTP 503", "at": "2026-11-28T02:00:00+00:00"}))
 

@@ -15,11 +15,11 @@ from core.db import create_engine
 from core.db.schema import tickets
 from core.hotline_sim import HotlineSim, RunningSim
 from core.tickets import (
-    DEAD_LETTERS_KEY,
     BadSignature,
     DispatchConfig,
     create_ticket,
     dead_letters,
+    dead_letters_key,
     get_ticket,
     mask_contact,
     post_ticket,
@@ -30,6 +30,8 @@ from core.tickets import (
 from tests.core.test_jobs import run_burst_worker
 
 SECRET = "s3cret-for-tests"
+#: the default redis.prefix, which these tests' settings keep
+PREFIX = "bangban:"
 TRANSCRIPT = [{"sender": "citizen", "text": "社保卡丢了怎么补办？"},
               {"sender": "agent", "text": "需要派单给区里核实。"}]
 
@@ -37,9 +39,9 @@ TRANSCRIPT = [{"sender": "citizen", "text": "社保卡丢了怎么补办？"},
 @pytest.fixture(autouse=True)
 def no_dead_letters(rq_redis):
     """The dead-letter list is shared by all queues: start and end every test without one."""
-    rq_redis.delete(DEAD_LETTERS_KEY)
+    rq_redis.delete(dead_letters_key(PREFIX))
     yield
-    rq_redis.delete(DEAD_LETTERS_KEY)
+    rq_redis.delete(dead_letters_key(PREFIX))
 
 
 @pytest.fixture
@@ -103,7 +105,7 @@ def test_a_ticket_is_delivered_signed_and_recorded_once(db, rq_redis, queue_name
     assert got["payload"]["transcript"] == TRANSCRIPT
     assert got["payload"]["citizen_contact"] == "138****5678"
     assert got["payload"]["callback_url"] == "http://127.0.0.1:9/cb"
-    assert dead_letters(rq_redis) == []
+    assert dead_letters(rq_redis, PREFIX) == []
 
 
 def test_the_same_idempotency_key_makes_one_ticket(db, rq_redis, queue_name, settings, sim):
@@ -122,7 +124,7 @@ def test_failures_are_retried_until_sent_and_recorded_once(db, rq_redis, queue_n
         assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 3, None)
         assert sim.sim.failed == 2 and sim.sim.requests == 3
         assert [t["deliveries"] for t in sim.sim.tickets.values()] == [1]
-    assert dead_letters(rq_redis) == []
+    assert dead_letters(rq_redis, PREFIX) == []
 
 
 def test_exhausted_attempts_end_dead_in_the_dead_letter_list(db, rq_redis, queue_name, settings):
@@ -136,9 +138,24 @@ def test_exhausted_attempts_end_dead_in_the_dead_letter_list(db, rq_redis, queue
     assert (row["status"], row["attempts"]) == ("dead", 3)
     assert "HTTP 503" in row["last_error"]
     assert Job.fetch(job_id, connection=rq_redis).get_status() == JobStatus.FAILED
-    [dead] = dead_letters(rq_redis)
+    [dead] = dead_letters(rq_redis, PREFIX)
     assert (dead["ticket_id"], dead["unit"], dead["attempts"]) == (ticket["id"], "rsj", 3)
-    assert dead_letters(rq_redis, units=["gaj"]) == []
+    assert dead_letters(rq_redis, PREFIX, units=["gaj"]) == []
+
+
+def test_deployments_sharing_a_redis_keep_their_dead_letters_apart(db, rq_redis, queue_name,
+                                                                  settings, sim):
+    d = dispatch(sim, queue=queue_name).model_copy(update={"secret": "not-the-secret",
+                                                           "key_prefix": "other:"})
+    ticket = new_ticket(db, rq_redis, settings, d)
+    try:
+        assert rq_redis.exists(f"other:tickets:job:{ticket['id']}")
+        work(queue_name, rq_redis)
+        assert db(lambda e: get_ticket(e, ticket["id"]))["status"] == "dead"
+        assert [x["ticket_id"] for x in dead_letters(rq_redis, "other:")] == [ticket["id"]]
+        assert dead_letters(rq_redis, PREFIX) == []
+    finally:
+        rq_redis.delete(dead_letters_key("other:"), f"other:tickets:job:{ticket['id']}")
 
 
 def test_a_refused_ticket_is_dead_without_retries(db, rq_redis, queue_name, settings, sim):
@@ -148,7 +165,7 @@ def test_a_refused_ticket_is_dead_without_retries(db, rq_redis, queue_name, sett
     row = db(lambda e: get_ticket(e, ticket["id"]))
     assert (row["status"], row["attempts"]) == ("dead", 1)
     assert "HTTP 401" in row["last_error"]
-    assert [x["ticket_id"] for x in dead_letters(rq_redis)] == [ticket["id"]]
+    assert [x["ticket_id"] for x in dead_letters(rq_redis, PREFIX)] == [ticket["id"]]
     assert sim.sim.tickets == {}
 
 

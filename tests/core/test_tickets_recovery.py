@@ -27,11 +27,11 @@ from core.errors import ConfigError
 from core.hotline_sim import HotlineSim, RunningSim
 from core.redisconn import EmbeddedRedis, sync_client
 from core.tickets import (
-    JOB_KEY,
     DispatchConfig,
     create_ticket,
     dispatch_config,
     get_ticket,
+    job_key,
     recover_stuck,
     utcnow,
 )
@@ -55,7 +55,7 @@ def make_ticket(db, connection, d: DispatchConfig, settings=None) -> dict:
 
 
 def current_job(connection, ticket_id: str) -> Job:
-    return Job.fetch(connection.get(JOB_KEY.format(ticket_id)).decode(), connection=connection)
+    return Job.fetch(connection.get(job_key("bangban:", ticket_id)).decode(), connection=connection)
 
 
 # -- real worker processes --------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_a_job_without_a_dispatch_config_uses_the_workers_settings(db, rq_redis,
     queue.empty()
     queue.enqueue("core.tickets.deliver_ticket", ticket["id"],
                   configured.model_dump(mode="json"), None)
-    rq_redis.delete(JOB_KEY.format(ticket["id"]))  # enqueued by hand: no current job recorded
+    rq_redis.delete(job_key("bangban:", ticket["id"]))  # enqueued by hand: no current job recorded
     run_burst_worker(queue, rq_redis)
     row = db(lambda e: get_ticket(e, ticket["id"]))
     assert row["status"] == "sent"
