@@ -369,9 +369,15 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 @routes.post("/console/logout")
 @login_required
 async def logout(request: web.Request) -> web.StreamResponse:
-    session = staff_session(request)
-    await request.config_dict[STAFF].revoke_session(request.cookies.get(COOKIE))
+    session, store = staff_session(request), request.config_dict[STAFF]
+    await store.revoke_session(request.cookies.get(COOKIE))
     log.info("console logout: %s", session.user.username)
+    desk = request.config_dict[HUB].desk
+    if desk is not None and session.user.has_role("agent") and \
+            await store.count_sessions(session.user.id) == 0:
+        # signing out of the last session is leaving: the citizens they serve must not wait
+        # release_after_s for a person who is gone (another open session keeps them)
+        await desk.sign_out(session.user)
     resp = _redirect("/console/login")
     resp.del_cookie(COOKIE, path=PREFIX)
     return resp

@@ -110,8 +110,18 @@ class AgentDesk:
                 await self.service.assign_unit(unit)
         return units
 
-    async def sign_out(self, user: StaffUser) -> None:
+    async def sign_out(self, user: StaffUser) -> int:
+        """The agent signed out of their last session: offline at once, and every conversation
+        they hold goes back to its place in its unit's line now, not ``release_after_s``
+        later. Returns how many were given back."""
         await self.queue.sign_out(user.id)
+        held = await self.store.in_states(("assigned",), agent=user.id)
+        for h in held:
+            await self.service.give_back(h, "已退出登录")
+        if held:
+            log.info("agent %s signed out: %d conversations back in line", user.username,
+                     len(held))
+        return len(held)
 
     # -- reading ------------------------------------------------------------------------------
 

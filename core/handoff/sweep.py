@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..notify import Notifier
     from ..queue import Queue
     from ..reference import Matters
-    from .store import HandoffStore
+    from .store import Handoff, HandoffStore
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,19 @@ class Sweeper:
                     h = await self.store.current(conv)
                     if h is None or h.state != "assigned" or h.agent != a.agent or h.unit != code:
                         continue
-                    await self.move(
-                        h, code, state="transferred", resolution="transferred",
-                        reason="agent_absent", from_states=("assigned",),
-                        note=f"原坐席{h.agent_name or ''}离线超过{minutes(self.release_after_s)}分钟，已自动转回队列",
-                        text="为您服务的工作人员暂时离开，已为您重新排队，"
-                             "将由其他工作人员继续为您服务，请稍候。")
+                    await self.give_back(h, f"离线超过{minutes(self.release_after_s)}分钟")
         for agent in set(self._absent) - seen:
             del self._absent[agent]  # back online, or holding nothing any more
+
+    async def give_back(self, h: Handoff, why: str) -> None:
+        """An assigned conversation goes back to its place in its unit's line (the agent left:
+        ``why`` says how), the citizen is told, and the next agent sees a note."""
+        await self.move(
+            h, h.unit, state="transferred", resolution="transferred",
+            reason="agent_absent", from_states=("assigned",),
+            note=f"原坐席{h.agent_name or ''}{why}，已自动转回队列",
+            text="为您服务的工作人员暂时离开，已为您重新排队，"
+                 "将由其他工作人员继续为您服务，请稍候。")
 
     async def _overflow(self, unit: str, now: float) -> None:
         u = self.units[unit]

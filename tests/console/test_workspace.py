@@ -379,6 +379,37 @@ async def test_transfer_with_a_note_moves_it_to_the_other_units_line(desk_app, s
     assert [s["unit_name"] for s in t["segments"]] == ["市公安局", "市税务局"]
 
 
+async def test_signing_out_of_the_last_session_gives_the_conversations_back_at_once(
+        desk_app, sign_in, staff_store):
+    police = await sign_in("li", ["police"], display="李警官")
+    citizen, hid = await served(desk_app, police)
+
+    async def log_out(token: str, csrf: str) -> int:
+        async with police.http.post("/console/logout", headers={
+                "Cookie": f"{COOKIE}={token}", "X-CSRF-Token": csrf},
+                allow_redirects=False) as resp:
+            return resp.status
+
+    # signed in twice (a second device): leaving one session keeps the conversation
+    token2, session2 = await staff_store.create_session(police.user)
+    assert await log_out(token2, session2.csrf_token) == 303
+    _, board = await police.get("/console/api/board")
+    assert [h["id"] for h in board["mine"]] == [hid]
+
+    # leaving the last one gives it back now, not release_after_s later
+    assert await log_out(police.token, police.csrf) == 303
+    other = await sign_in("wang", ["police"])
+    _, board = await other.get("/console/api/board")
+    [back] = board["waiting"]
+    assert back["channel_user"] == citizen and back["id"] != hid  # a new segment of the same conversation
+    assert "李警官已退出登录" in back["note"]
+    assert (await told(desk_app.app, citizen))[-1].text.startswith("为您服务的工作人员暂时离开")
+    # the next agent on duty gets the citizen
+    await desk_app.app[HUB].desk.heartbeat(other.user)
+    _, board = await other.get("/console/api/board")
+    assert [h["channel_user"] for h in board["mine"]] == [citizen]
+
+
 async def test_dispatch_to_12345_when_configured(desk_app, sign_in):
     police = await sign_in("p", ["police"])
     citizen, hid = await served(desk_app, police)
