@@ -22,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .db.schema import kb_entries
 from .kb.models import KbEntryBase, entry_adapter
+from .kb.richtext import html_to_text
+from .nlu.coverage import Coverage, Outside
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
-from .nlu.text import Analyzer
+from .nlu.text import Analyzer, normalise
 from .reference import load_matters
 from .tasks import cancel_and_wait
 
@@ -41,6 +43,15 @@ class Snapshot:
     guides: dict[str, KbEntryBase]  # matter code → its first guide
     fingerprint: tuple
     built_at: float
+    #: services the KB does not cover, and each entry's whole text to check them against
+    coverage: Coverage | None = None
+    entry_text: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def outside(self, question: str, entry_id: str) -> Outside | None:
+        """A service the question names that the entry ``entry_id`` never mentions."""
+        if self.coverage is None:
+            return None
+        return self.coverage.outside(question, self.entry_text.get(entry_id, ""))
 
     def entry(self, entry_id: str) -> KbEntryBase | None:
         return self.entries.get(entry_id)
@@ -101,7 +112,15 @@ def _build(entries: list[KbEntryBase], fingerprint: tuple) -> Snapshot:
     log.info("knowledge snapshot built: %d entries, %d rows in %.2f s", len(entries),
              len(index.row_text), time.perf_counter() - start)
     return Snapshot(index, intents, {e.id: e for e in entries}, guides, fingerprint,
-                    time.time())
+                    time.time(), Coverage.load(), {e.id: whole_text(e) for e in entries})
+
+
+def whole_text(entry: KbEntryBase) -> str:
+    """Everything an entry says (title, aliases, every searched field in full), normalised."""
+    parts = [entry.display_title, *(getattr(entry, "aliases", None) or [])]
+    parts += [html_to_text(str(v)) for name in entry.search_fields
+              if (v := getattr(entry, name, None))]
+    return normalise(" ".join(parts))
 
 
 async def kb_fingerprint(engine: AsyncEngine) -> tuple:

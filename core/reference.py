@@ -101,7 +101,8 @@ class Matters(BaseModel):
         return {m.code: m for m in self.matters}
 
 
-def _load(path: Path, model):
+def load_model(path: Path, model):
+    """A YAML file validated by a pydantic model; ConfigError names the file and the field."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return model.model_validate(data)
@@ -115,7 +116,7 @@ def _load(path: Path, model):
 
 @cache
 def load_codes(path: Path | None = None) -> Codes:
-    return _load(path or config_dir() / "codes.yaml", Codes)
+    return load_model(path or config_dir() / "codes.yaml", Codes)
 
 
 @cache
@@ -135,4 +136,4 @@ def department_name(code: str) -> str:
 
 @cache
 def load_matters(path: Path | None = None) -> Matters:
-    return _load(path or config_dir() / "matters.yaml", Matters)
+    return load_model(path or config_dir() / "matters.yaml", Matters)

@@ -218,7 +218,14 @@ class Bot:
                 # the best reading is "I want a person", only less sure ("能不能安排个工作人员
                 # 一步一步教我"), and the KB has nothing: a person is what helps
                 return self._handoff(ctx, AnswerMeta(intent=intent.label))
-            return self._fallback(ctx, meta, hits, snap)
+            outside = snap.outside(text, "")  # say which service it is, when it is a known one
+            return self._fallback(ctx, meta, hits, snap, topic=outside and outside.name)
+        outside = snap.outside(text, hits[0].entry_id)
+        if outside is not None and not snap.index.anchored(text, hits[0]):
+            # "护照丢了怎么补办" matches "居住证丢了怎么补办" on every word but one, and that one
+            # names a service no KB entry covers (config/not_covered.yaml); "出国签证要无犯罪
+            # 记录证明" names its matter too, and the 签证 is only why they need it
+            return self._fallback(ctx, meta, hits, snap, topic=outside.name)
         close = [h for h in hits if hits[0].score - h.score <= p.clarify_margin]
         shared = set(hits[0].matters).intersection(*(set(h.matters) for h in close))
         if len(close) > 1 and not shared:
@@ -285,13 +292,14 @@ class Bot:
                            for label, h in zip(labels, hits, strict=True)],
             meta=meta)
 
-    def _fallback(self, ctx: Context, meta: AnswerMeta, hits: list[Hit], snap: Snapshot
-                  ) -> BotReply:
+    def _fallback(self, ctx: Context, meta: AnswerMeta, hits: list[Hit], snap: Snapshot,
+                  topic: str | None = None) -> BotReply:
         ctx.suggestions = []
+        head = (f"抱歉，{topic}不在小申目前服务的事项范围内，小申无法为您解答。" if topic else
+                "抱歉，小申暂时没能找到这个问题的答案。您可以换个说法再问一次；")
         return BotReply(
             "fallback",
-            "抱歉，小申暂时没能找到这个问题的答案。您可以换个说法再问一次；也可以转线上人工帮办"
-            "（工作日工作时间），或拨打12345市民服务热线咨询。",
+            head + "您也可以转线上人工帮办（工作日工作时间），或拨打12345市民服务热线咨询。",
             quick_replies=[HUMAN_REPLY], links=[HOTLINE_LINK],
             meta=meta.model_copy(update={"suggestions": [h.entry_id for h in hits[:3]]}),
             unanswered="fallback")

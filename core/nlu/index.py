@@ -177,11 +177,14 @@ class KbIndex:
         char_rows = [analyzer.char_ngrams(t, expanded=True) for t in expanded] or [["\x00"]]
         self.words = _Bm25(word_rows)
         self.chars = _Bm25(char_rows)
-        # how many matters each word is used in: "材料" is everywhere, "签注" belongs to one
+        # how many matters each word is used in: "材料" is everywhere, "签注" belongs to one;
+        # and the words of each entry's own questions, titles and aliases
         spread: dict[str, set[str]] = {}
+        self.entry_words: list[set[str]] = [set() for _ in self.entries]
         for tokens, owner, is_body in zip(word_rows, owners, body, strict=False):
             if is_body:  # answers mention neighbouring matters; titles and aliases do not
                 continue
+            self.entry_words[owner].update(tokens)
             for m in self.entries[owner].matters:
                 for t in tokens:
                     spread.setdefault(t, set()).add(m)
@@ -241,6 +244,13 @@ class KbIndex:
             if spread is None or spread < generic_spread:
                 return True
         return False
+
+    def anchored(self, query: str, hit: Hit, specific: int = 2) -> bool:
+        """Whether the query names what the hit is about: a word of the entry's own questions
+        that at most ``specific`` matters use ("无犯罪记录证明", not "补办")."""
+        own = self.entry_words[hit.index]
+        return any(t in own and self.word_spread.get(t, specific + 1) <= specific
+                   for t in self.analyzer.words(query))
 
     def answer_only_words(self, query: str) -> list[str]:
         """Words of the query that the KB uses only inside answers, never in a question, title

@@ -32,7 +32,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from ..errors import ConfigError
 from ..paths import config_dir
-from .text import Analyzer, normalise
+from .text import Analyzer, check_patterns, normalise
 
 INTENTS = ("greet", "thanks", "goodbye", "ask", "request_human", "out_of_scope", "smalltalk",
            "feedback")
@@ -48,15 +48,7 @@ class OutOfScopeCategory(BaseModel):
     #: regular expressions that mark a request as this category by themselves
     cues: list[str] = Field(default_factory=list)
 
-    @field_validator("cues")
-    @classmethod
-    def _compiles(cls, cues: list[str]) -> list[str]:
-        for cue in cues:
-            try:
-                re.compile(cue)
-            except re.error as exc:
-                raise ValueError(f"cue {cue!r} is not a regular expression: {exc}") from None
-        return cues
+    _compiles = field_validator("cues")(check_patterns)
 
 
 class IntentSpec(BaseModel):

@@ -41,6 +41,16 @@ _NUMBERED = re.compile(r"^\s*(?:第)?\s*([1-9]|[一二三四五六七八九])\s*
 _CN_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九", 1)}
 
 
+def check_patterns(patterns: str | list[str]) -> str | list[str]:
+    """A pydantic validator: each pattern must compile as a regular expression."""
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+    return patterns
+
+
 def normalise(text: str) -> str:
     """NFKC (full-width → half-width), lower case, collapsed whitespace."""
     return " ".join(unicodedata.normalize("NFKC", text).lower().split())

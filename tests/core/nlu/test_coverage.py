@@ -1,0 +1,64 @@
+"""Services the KB does not cover (config/not_covered.yaml): a question about one is not
+answered with a look-alike entry, while questions that only mention one in passing, or that the
+KB does cover, are still answered."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import BotSettings
+from core.dialog.bot import Bot, Context
+from core.errors import ConfigError
+from core.nlu.coverage import Coverage, Topic
+from tests.core.dialog.test_bot import seed_snapshot
+
+
+@pytest.fixture(scope="module")
+def bot() -> Bot:
+    snap = seed_snapshot()
+    return Bot(lambda: snap, BotSettings())
+
+
+@pytest.mark.parametrize(("question", "named"), [
+    ("护照丢了怎么补办", "护照"),
+    ("港澳通行证过期了在哪里续签", "港澳台通行证"),
+    ("驾照扣分了怎么处理", "驾驶证"),
+    ("残疾证怎么办理", "残疾人证"),
+])
+def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
+    reply = bot.respond(question, Context())
+    assert reply.action == "fallback", (reply.action, reply.meta.entry_id, reply.text)
+    assert named in reply.text and "不在小申目前服务的事项范围内" in reply.text
+    assert "12345" in reply.text and reply.unanswered == "fallback"
+    assert [q.payload for q in reply.quick_replies] == ["human"]
+
+
+@pytest.mark.parametrize(("question", "matter"), [
+    # the service is only why they need it: the question names its matter
+    ("出国签证要开无犯罪记录证明 随申办上能直接开吗", "M06"),
+    # the answering entry covers it: foreign employees' social insurance needs their 护照
+    ("外籍员工办社保参保登记要提供护照吗", "M08"),
+])
+def test_a_mention_in_passing_or_a_covered_one_is_still_answered(bot, question, matter):
+    reply = bot.respond(question, Context())
+    assert reply.action in ("answer", "clarify"), (reply.action, reply.text)
+    assert matter in reply.meta.matters, reply.meta
+
+
+def test_the_first_listed_service_is_named_and_covered_entries_are_not_outside():
+    cov = Coverage([Topic(name="出入境证件", pattern="护照|港澳通行证"),
+                    Topic(name="车驾管", pattern="驾照")])
+    assert cov.outside("港澳通行证和驾照都丢了", "居住证丢了怎么补办").name == "出入境证件"
+    assert cov.outside("护照丢了", "外籍人员需提供护照信息") is None
+    assert cov.outside("居住证丢了", "居住证丢了怎么补办") is None
+
+
+def test_the_file_is_validated_with_the_field_named(tmp_path):
+    bad = tmp_path / "not_covered.yaml"
+    bad.write_text("topics:\n  - name: 护照\n    pattern: '护照('\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"topics\.0\.pattern.*not a regular expression"):
+        Coverage.load(bad)
+    bad.write_text("topics:\n  - name: 护照\n    patern: 护照\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="topics.0"):
+        Coverage.load(bad)
+    assert Coverage.load().outside("护照怎么办", "") is not None  # the shipped file loads
