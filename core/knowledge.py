@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .db.schema import kb_entries
 from .kb.models import KbEntryBase, entry_adapter
 from .kb.richtext import html_to_text
-from .nlu.coverage import Coverage, Outside
+from .nlu.coverage import Coverage
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
 from .nlu.text import Analyzer, normalise
@@ -44,13 +44,11 @@ class Snapshot:
     fingerprint: tuple
     built_at: float
     #: services the KB does not cover, and each entry's whole text to check them against
-    coverage: Coverage | None = None
-    entry_text: dict[str, str] = dataclasses.field(default_factory=dict)
+    coverage: Coverage
+    entry_text: dict[str, str]
 
-    def outside(self, question: str, entry_id: str) -> Outside | None:
+    def outside(self, question: str, entry_id: str) -> str | None:
         """A service the question names that the entry ``entry_id`` never mentions."""
-        if self.coverage is None:
-            return None
         return self.coverage.outside(question, self.entry_text.get(entry_id, ""))
 
     def entry(self, entry_id: str) -> KbEntryBase | None:

@@ -17,7 +17,7 @@ app, see core.hotline_api, and by ``bangban dispatch recover``) re-enqueues, fro
 every ticket still 'created' or 'sending' whose delivery job is gone or dead — a ticket whose
 enqueue failed because Redis was down, or one whose worker was killed mid-POST (RQ 3 itself only
 notices such a job when its heartbeat has expired and a worker runs its maintenance, which can take
-10 minutes). Each ticket remembers its current job in Redis (``DispatchConfig.job_key``); a job superseded by a
+10 minutes). Each ticket remembers its current job in Redis (``job_key``); a job superseded by a
 re-enqueued one does nothing when it runs (and its failure does not make the ticket 'dead').
 
 Failures are retried by RQ with back-off (``DispatchConfig.retry_intervals``, 5 s, 30 s, 2 min,
@@ -116,12 +116,6 @@ class DispatchConfig(BaseModel):
     #: the deployment's Redis key prefix (``redis.prefix``): a worker serving several
     #: deployments keeps each one's dead letters and job markers apart
     key_prefix: str = "bangban:"
-
-    def dead_letters_key(self) -> str:
-        return dead_letters_key(self.key_prefix)
-
-    def job_key(self, ticket_id: str) -> str:
-        return job_key(self.key_prefix, ticket_id)
 
     @field_validator("endpoint", "callback_url")
     @classmethod
@@ -252,18 +246,18 @@ def enqueue_delivery(rq_connection, ticket_id: str, dispatch: DispatchConfig,  #
 
     # The key is set before the job exists, so the job can never start and find another id there.
     job_id = f"ticket-{ticket_id}-{secrets.token_hex(4)}"
-    rq_connection.set(dispatch.job_key(ticket_id), job_id, ex=JOB_KEY_TTL_S)
+    rq_connection.set(job_key(dispatch.key_prefix, ticket_id), job_id, ex=JOB_KEY_TTL_S)
     return queue(dispatch.queue, rq_connection).enqueue(
         deliver_ticket, ticket_id, settings, dispatch.model_dump(mode="json"), job_id=job_id,
         retry=dispatch.retry(), on_failure=Callback(delivery_failed),
         description=f"12345 dispatch {ticket_id}")
 
 
-def _superseded(job: Job | None, ticket_id: str, dispatch: DispatchConfig) -> bool:
+def _superseded(job: Job | None, ticket_id: str, prefix: str) -> bool:
     """Whether another job has since been made responsible for the ticket."""
     if job is None:
         return False
-    current = job.connection.get(dispatch.job_key(ticket_id))
+    current = job.connection.get(job_key(prefix, ticket_id))
     if isinstance(current, bytes):
         current = current.decode()
     return current is not None and current != job.id
@@ -409,9 +403,8 @@ async def _mark_dead(engine: AsyncEngine, ticket_id: str,
     return _ticket(row)
 
 
-def _push_dead_letter(connection, row: dict[str, Any], dispatch: DispatchConfig  # noqa: ANN001
-                      ) -> None:
-    connection.rpush(dispatch.dead_letters_key(), json.dumps({
+def _push_dead_letter(connection, row: dict[str, Any], prefix: str) -> None:  # noqa: ANN001
+    connection.rpush(dead_letters_key(prefix), json.dumps({
         "ticket_id": row["id"], "conversation_id": row["conversation_id"], "unit": row["unit"],
         "summary": row["summary"][:200], "attempts": row["attempts"],
         "last_error": row["last_error"], "at": utcnow().isoformat(),
@@ -427,9 +420,6 @@ def _job_dispatch(cfg: Settings, dispatch: dict[str, Any] | None) -> DispatchCon
     return DispatchConfig.model_validate(dispatch) if dispatch else dispatch_config(cfg)
 
 
-def _off(cfg: Settings) -> DispatchConfig:
-    """Keys only (dispatch off): where a ticket's job marker and dead letter live."""
-    return DispatchConfig.model_construct(key_prefix=cfg.redis.prefix)
 
 
 def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
@@ -443,7 +433,8 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
     cfg = _settings(settings)
     job = get_current_job()
     d = _job_dispatch(cfg, dispatch)
-    if _superseded(job, ticket_id, d or _off(cfg)):
+    prefix = d.key_prefix if d is not None else cfg.redis.prefix
+    if _superseded(job, ticket_id, prefix):
         # the recovery sweep gave the ticket to a newer job (this one's worker looked dead)
         return {"ticket_id": ticket_id, "skipped": True, "superseded": True}
 
@@ -461,7 +452,7 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
             except PermanentDispatchError as exc:
                 dead = await _mark_dead(engine, ticket_id, str(exc))
                 if dead is not None and job is not None:
-                    _push_dead_letter(job.connection, dead, d or _off(cfg))
+                    _push_dead_letter(job.connection, dead, prefix)
                 log.warning("ticket %s refused for good: %s", ticket_id, exc)
                 return {"ticket_id": ticket_id, "status": "dead", "error": str(exc)}
             except DispatchError as exc:
@@ -479,10 +470,13 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
 
 def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # noqa: ANN001
     """RQ failure callback (also for a worker killed mid-job): dead once retries are spent."""
+    if job.should_retry:
+        return
     ticket_id = job.args[0]
     cfg = _settings(job.args[1] if len(job.args) > 1 else None)
-    d = _job_dispatch(cfg, job.args[2] if len(job.args) > 2 else None) or _off(cfg)
-    if job.should_retry or _superseded(job, ticket_id, d):
+    d = _job_dispatch(cfg, job.args[2] if len(job.args) > 2 else None)
+    prefix = d.key_prefix if d is not None else cfg.redis.prefix
+    if _superseded(job, ticket_id, prefix):
         return  # a superseded job's failure says nothing about the ticket's newer job
 
     async def run() -> dict[str, Any] | None:
@@ -495,7 +489,7 @@ def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # n
 
     dead = asyncio.run(run())
     if dead is not None:
-        _push_dead_letter(connection, dead, d)
+        _push_dead_letter(connection, dead, prefix)
         log.warning("ticket %s is dead after %d attempts: %s", ticket_id, dead["attempts"],
                     dead["last_error"])
 
@@ -504,9 +498,9 @@ def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # n
 
 
 def _delivery_alive(connection, ticket_id: str, now: datetime,  # noqa: ANN001
-                    stale_after_s: float, dispatch: DispatchConfig) -> bool:
+                    stale_after_s: float, prefix: str) -> bool:
     """Whether the ticket's current job will still run or is running on a live worker."""
-    job_id = connection.get(dispatch.job_key(ticket_id))
+    job_id = connection.get(job_key(prefix, ticket_id))
     if job_id is None:
         return False
     try:
@@ -545,7 +539,8 @@ async def recover_stuck(engine: AsyncEngine, rq_connection,  # noqa: ANN001
     def requeue() -> list[str]:
         done = []
         for ticket_id in candidates:
-            if _delivery_alive(rq_connection, ticket_id, now, stale_after_s, dispatch):
+            if _delivery_alive(rq_connection, ticket_id, now, stale_after_s,
+                               dispatch.key_prefix):
                 continue
             enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
             done.append(ticket_id)
@@ -579,7 +574,7 @@ async def resend_ticket(engine: AsyncEngine, rq_connection, ticket_id: str,  # n
 
     def requeue() -> None:
         enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
-        key = dispatch.dead_letters_key()
+        key = dead_letters_key(dispatch.key_prefix)
         for raw in rq_connection.lrange(key, 0, -1):
             if json.loads(raw).get("ticket_id") == ticket_id:
                 rq_connection.lrem(key, 0, raw)

@@ -218,14 +218,14 @@ class Bot:
                 # the best reading is "I want a person", only less sure ("能不能安排个工作人员
                 # 一步一步教我"), and the KB has nothing: a person is what helps
                 return self._handoff(ctx, AnswerMeta(intent=intent.label))
-            outside = snap.outside(text, "")  # say which service it is, when it is a known one
-            return self._fallback(ctx, meta, hits, snap, topic=outside and outside.name)
+            # say which service it is, when it is a known one
+            return self._fallback(ctx, meta, hits, snap, topic=snap.outside(text, ""))
         outside = snap.outside(text, hits[0].entry_id)
         if outside is not None and not snap.index.anchored(text, hits[0]):
             # "护照丢了怎么补办" matches "居住证丢了怎么补办" on every word but one, and that one
             # names a service no KB entry covers (config/not_covered.yaml); "出国签证要无犯罪
             # 记录证明" names its matter too, and the 签证 is only why they need it
-            return self._fallback(ctx, meta, hits, snap, topic=outside.name)
+            return self._fallback(ctx, meta, hits, snap, topic=outside)
         close = [h for h in hits if hits[0].score - h.score <= p.clarify_margin]
         shared = set(hits[0].matters).intersection(*(set(h.matters) for h in close))
         if len(close) > 1 and not shared:

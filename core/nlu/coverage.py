@@ -15,7 +15,6 @@ keeps answering.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -40,14 +39,6 @@ class NotCoveredFile(BaseModel):
     topics: list[Topic] = Field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class Outside:
-    """A question about a service the answering entry does not cover."""
-
-    name: str
-    words: str
-
-
 class Coverage:
     def __init__(self, topics: list[Topic]) -> None:
         self._topics = [(t.name, re.compile(t.pattern)) for t in topics]
@@ -56,11 +47,11 @@ class Coverage:
     def load(cls, path: Path | None = None) -> Coverage:
         return cls(load_model(path or config_dir() / "not_covered.yaml", NotCoveredFile).topics)
 
-    def outside(self, question: str, entry_text: str) -> Outside | None:
-        """The first listed service the question names and ``entry_text`` never mentions."""
+    def outside(self, question: str, entry_text: str) -> str | None:
+        """The name of the first listed service the question names and ``entry_text`` never
+        mentions."""
         q = normalise(question)
         for name, pattern in self._topics:
-            m = pattern.search(q)
-            if m and not pattern.search(entry_text):
-                return Outside(name, m.group(0))
+            if pattern.search(q) and not pattern.search(entry_text):
+                return name
         return None

@@ -12,7 +12,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterable
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 
 import jieba
@@ -92,6 +92,10 @@ class Analyzer:
         pairs = [(normalise(v), normalise(c)) for c, vs in self.synonyms.items() for v in vs]
         self._variants = sorted((p for p in pairs if p[0] and p[0] != p[1]),
                                 key=lambda p: -len(p[0]))
+        # One message is expanded and segmented for the intent model, the search and the
+        # policy's checks (~0.6 ms each time): the last few texts' results are kept.
+        self._cut = lru_cache(maxsize=256)(self._segment)
+        self.expand = lru_cache(maxsize=256)(self._expand)  # ~0.2 ms: every variant is tried
 
     @cached_property
     def _jieba(self) -> jieba.Tokenizer:
@@ -110,7 +114,7 @@ class Analyzer:
                 tok.add_word(word, freq=2000)
         return tok
 
-    def expand(self, text: str) -> str:
+    def _expand(self, text: str) -> str:
         """Normalised text with the canonical form of each colloquial variant appended."""
         text = normalise(text)
         added: list[str] = []
@@ -121,7 +125,9 @@ class Analyzer:
 
     def words(self, text: str, *, expanded: bool = False) -> list[str]:
         """Content words (search-mode segmentation: long words also yield their parts)."""
-        text = text if expanded else self.expand(text)
+        return list(self._cut(text if expanded else self.expand(text)))
+
+    def _segment(self, text: str) -> tuple[str, ...]:
         out = []
         for chunk in _PUNCT.split(text):
             if not chunk:
@@ -130,7 +136,7 @@ class Analyzer:
                 w = w.strip()
                 if w and w not in STOPWORDS:
                     out.append(w)
-        return out
+        return tuple(out)
 
     @staticmethod
     def chars(text: str) -> str:

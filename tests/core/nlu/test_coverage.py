@@ -48,7 +48,7 @@ def test_a_mention_in_passing_or_a_covered_one_is_still_answered(bot, question, 
 def test_the_first_listed_service_is_named_and_covered_entries_are_not_outside():
     cov = Coverage([Topic(name="出入境证件", pattern="护照|港澳通行证"),
                     Topic(name="车驾管", pattern="驾照")])
-    assert cov.outside("港澳通行证和驾照都丢了", "居住证丢了怎么补办").name == "出入境证件"
+    assert cov.outside("港澳通行证和驾照都丢了", "居住证丢了怎么补办") == "出入境证件"
     assert cov.outside("护照丢了", "外籍人员需提供护照信息") is None
     assert cov.outside("居住证丢了", "居住证丢了怎么补办") is None
 
