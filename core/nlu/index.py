@@ -23,6 +23,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from ..kb.models import KbEntryBase
 from ..kb.richtext import html_to_text
+from .rerank import Reranker, RerankModel
 from .text import Analyzer
 
 # b = 0.3, not the textbook 0.75: rows are short questions and aliases, where a longer row is
@@ -54,6 +55,10 @@ class Hit:
     type: str = ""
     #: the row that matched is an answer's text, not a question, title or alias
     body: bool = False
+    #: the matching row's number in the index
+    row_index: int = -1
+    #: the re-ranker's probability that this is the entry asked about (None: not re-ranked)
+    rerank: float | None = None
 
 
 def _identity(tokens):  # CountVectorizer analyzer for pre-tokenised input
@@ -154,7 +159,7 @@ def entry_rows(entry: KbEntryBase) -> list[tuple[str, bool]]:
 
 class KbIndex:
     def __init__(self, entries: Sequence[KbEntryBase], analyzer: Analyzer,
-                 weights: Weights | None = None) -> None:
+                 weights: Weights | None = None, rerank: RerankModel | None = None) -> None:
         self.analyzer = analyzer
         self.weights = weights or Weights()
         self.entries = list(entries)
@@ -189,33 +194,40 @@ class KbIndex:
                 for t in tokens:
                     spread.setdefault(t, set()).add(m)
         self.word_spread = {t: len(ms) for t, ms in spread.items()}
+        self.reranker = Reranker(self, rerank) if rerank is not None else None
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def row_scores(self, queries: Sequence[str]) -> sparse.csr_matrix:
         """queries × rows combined scores (sparse: rows sharing nothing with a query are 0)."""
+        return self._row_scores(queries)[0]
+
+    def _row_scores(self, queries: Sequence[str]
+                    ) -> tuple[sparse.csr_matrix, list[list[str]], list[list[str]]]:
         w = self.weights
         expanded = [self.analyzer.expand(q) for q in queries]
-        qw, mw = self.words.queries([self.analyzer.words(q, expanded=True) for q in expanded])
-        qc, mc = self.chars.queries([self.analyzer.char_ngrams(q, expanded=True) for q in expanded])
+        words = [self.analyzer.words(q, expanded=True) for q in expanded]
+        chars = [self.analyzer.char_ngrams(q, expanded=True) for q in expanded]
+        qw, mw = self.words.queries(words)
+        qc, mc = self.chars.queries(chars)
         wq, wd = self.words.features(qw, mw)
         cq, cd = self.chars.features(qc, mc)
         total = w.word_q * wq + w.word_d * wd + w.char_q * cq + w.char_d * cd
-        return (total @ self._row_weight_diag).tocsr()
+        return (total @ self._row_weight_diag).tocsr(), words, chars
 
     def search_many(self, queries: Sequence[str], top: int = 5,
                     boost: Sequence[np.ndarray | None] | None = None) -> list[list[Hit]]:
         if not self.entries:
             return [[] for _ in queries]
-        scores = self.row_scores(queries)
+        scores, words, chars = self._row_scores(queries)
         out = []
         for qi in range(scores.shape[0]):
             start, end = scores.indptr[qi], scores.indptr[qi + 1]
             rows, vals = scores.indices[start:end], scores.data[start:end]
             if boost is not None and boost[qi] is not None:
                 vals = vals * boost[qi][self.row_entry[rows]]
-            out.append(self._best_entries(rows, vals, top))
+            out.append(self._ranked(queries[qi], words[qi], chars[qi], rows, vals, top))
         return out
 
     def search(self, query: str, top: int = 5, boost: np.ndarray | None = None) -> list[Hit]:
@@ -225,14 +237,24 @@ class KbIndex:
             return []
         w, a = self.weights, self.analyzer
         expanded = a.expand(query)
-        wq, wd = self.words.one(a.words(expanded, expanded=True))
-        cq, cd = self.chars.one(a.char_ngrams(expanded, expanded=True))
+        words, chars = a.words(expanded, expanded=True), a.char_ngrams(expanded, expanded=True)
+        wq, wd = self.words.one(words)
+        cq, cd = self.chars.one(chars)
         total = (w.word_q * wq + w.word_d * wd + w.char_q * cq + w.char_d * cd) * self.row_weight
         rows = np.flatnonzero(total)
         vals = total[rows]
         if boost is not None:
             vals = vals * boost[self.row_entry[rows]]
-        return self._best_entries(rows, vals, top)
+        return self._ranked(query, words, chars, rows, vals, top)
+
+    def _ranked(self, query: str, words: list[str], chars: list[str], rows: np.ndarray,
+                vals: np.ndarray, top: int) -> list[Hit]:
+        """The best ``top`` entries: the search's best ``depth``, re-ranked when there is a
+        re-ranker (it may lift the 6th to the top, so it sees more than are returned)."""
+        if self.reranker is None:
+            return self._best_entries(rows, vals, top)
+        hits = self._best_entries(rows, vals, max(top, self.reranker.depth))
+        return self.reranker.rerank(query, words, chars, hits)[:top]
 
     def names_a_matter(self, query: str, generic_spread: int = 3) -> bool:
         """Whether the query says what it is about (a word specific to few matters, or a word
@@ -287,8 +309,9 @@ class KbIndex:
                 continue
             seen.add(entry)
             e = self.entries[entry]
-            hits.append(Hit(e.id, float(vals[k]), self.row_text[rows[k]], entry, e.matters, e.type,
-                            bool(self.row_body[rows[k]])))
+            row = int(rows[k])
+            hits.append(Hit(e.id, float(vals[k]), self.row_text[row], entry, e.matters, e.type,
+                            bool(self.row_body[row]), row))
             if len(hits) == top:
                 break
         return hits
