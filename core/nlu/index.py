@@ -87,9 +87,6 @@ class _Bm25:
         self.present = sparse.csr_matrix((self.idf[tf.indices], tf.indices, tf.indptr),
                                          shape=tf.shape)
         self.row_mass = np.asarray(self.present.sum(axis=1)).ravel() + 1e-6
-        self._inv_row_mass = sparse.diags(1.0 / self.row_mass)
-        self.bm25_t = self.bm25.T.tocsr()
-        self.present_t = self.present.T.tocsr()
 
     def queries(self, docs: list[list[str]]) -> tuple[sparse.csr_matrix, np.ndarray]:
         """Binary query × term matrix and each query's idf mass.
@@ -106,36 +103,13 @@ class _Bm25:
         mass = np.asarray(q @ self.idf).ravel() + unseen * self.max_idf + 1e-6
         return q, mass
 
-    def one(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(query coverage, row coverage) of one query as dense vectors over the rows.
-
-        The same arithmetic as ``queries`` + ``features`` without building sparse matrices: a
-        single question is a few dozen terms, and scipy's per-matrix overhead (~20 µs for each
-        of a dozen products and conversions) was most of the bot's search time.
-        """
+    def known(self, tokens: list[str]) -> tuple[np.ndarray, float]:
+        """One query's known term ids (sorted, distinct) and its idf mass, as ``queries``."""
         vocab = self.vec.vocabulary_
-        known = sorted({vocab[t] for t in tokens if t in vocab})
+        ids = np.asarray(sorted({vocab[t] for t in tokens if t in vocab}), dtype=np.int64)
         unseen = len({t for t in tokens if t not in vocab})
-        n_rows = self.bm25.shape[0]
-        if not known:
-            return np.zeros(n_rows), np.zeros(n_rows)
-        terms = np.asarray(known, dtype=np.int64)
-        mass = float(self.idf[terms].sum(dtype=np.float32)) + unseen * self.max_idf + 1e-6
-        return (_sum_rows(self.bm25_t, terms, n_rows) / mass,
-                _sum_rows(self.present_t, terms, n_rows) / self.row_mass)
-
-    def features(self, q: sparse.csr_matrix, mass: np.ndarray):
-        """(query coverage, row coverage) as sparse queries × rows matrices."""
-        cov_q = sparse.diags(1.0 / mass) @ (q @ self.bm25_t)
-        cov_d = (q @ self.present_t) @ self._inv_row_mass
-        return cov_q.tocsr(), cov_d.tocsr()
-
-
-def _sum_rows(m: sparse.csr_matrix, which: np.ndarray, width: int) -> np.ndarray:
-    """The sum of rows ``which`` of m, dense (length ``width``)."""
-    starts, ends = m.indptr[which], m.indptr[which + 1]
-    take = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-    return np.bincount(m.indices[take], weights=m.data[take], minlength=width)
+        mass = float(self.idf[ids].sum(dtype=np.float32)) + unseen * self.max_idf + 1e-6
+        return ids, mass
 
 
 def entry_rows(entry: KbEntryBase) -> list[tuple[str, bool]]:
@@ -175,13 +149,13 @@ class KbIndex:
         self.row_entry = np.asarray(owners, dtype=np.int64)
         self.row_body = np.asarray(body, dtype=bool)
         self.row_weight = np.where(self.row_body, self.weights.body, 1.0)
-        self._row_weight_diag = sparse.diags(self.row_weight)
         expanded = [analyzer.expand(t) for t in texts]
         # a sentinel row keeps the vocabulary non-empty for an empty KB; it owns no entry
         word_rows = [analyzer.words(t, expanded=True) for t in expanded] or [["\x00"]]
         char_rows = [analyzer.char_ngrams(t, expanded=True) for t in expanded] or [["\x00"]]
         self.words = _Bm25(word_rows)
         self.chars = _Bm25(char_rows)
+        self._stack()
         # how many matters each word is used in: "材料" is everywhere, "签注" belongs to one;
         # and the words of each entry's own questions, titles and aliases
         spread: dict[str, set[str]] = {}
@@ -203,18 +177,36 @@ class KbIndex:
         """queries × rows combined scores (sparse: rows sharing nothing with a query are 0)."""
         return self._row_scores(queries)[0]
 
+    def _stack(self) -> None:
+        """All four features of a row in one terms × rows matrix.
+
+        A row's score is Σ weight × feature over (words, characters) × (query coverage, row
+        coverage). Query coverage divides by the query's idf mass and row coverage by the
+        row's, so with the row's side (its mass, the feature's weight, the body discount)
+        folded in here, a query's score for every row is one product of its term vector
+        [words / mass, words, chars / mass, chars] with this matrix: one sparse product per
+        batch, or one weighted bincount per question, instead of four of each plus sums."""
+        w, words, chars = self.weights, self.words, self.chars
+        weight = np.ones(words.bm25.shape[0])  # an empty KB has one sentinel row
+        weight[:len(self.row_weight)] = self.row_weight
+        per_row = sparse.diags(weight)
+        blocks = [per_row @ (w.word_q * words.bm25),
+                  per_row @ sparse.diags(w.word_d / words.row_mass) @ words.present,
+                  per_row @ (w.char_q * chars.bm25),
+                  per_row @ sparse.diags(w.char_d / chars.row_mass) @ chars.present]
+        self._offsets = np.cumsum([0] + [b.shape[1] for b in blocks])
+        self._terms_rows = sparse.hstack(blocks).T.tocsr().astype(np.float32)
+
     def _row_scores(self, queries: Sequence[str]
                     ) -> tuple[sparse.csr_matrix, list[list[str]], list[list[str]]]:
-        w = self.weights
         expanded = [self.analyzer.expand(q) for q in queries]
         words = [self.analyzer.words(q, expanded=True) for q in expanded]
         chars = [self.analyzer.char_ngrams(q, expanded=True) for q in expanded]
         qw, mw = self.words.queries(words)
         qc, mc = self.chars.queries(chars)
-        wq, wd = self.words.features(qw, mw)
-        cq, cd = self.chars.features(qc, mc)
-        total = w.word_q * wq + w.word_d * wd + w.char_q * cq + w.char_d * cd
-        return (total @ self._row_weight_diag).tocsr(), words, chars
+        q = sparse.hstack([sparse.diags(1.0 / mw) @ qw, qw, sparse.diags(1.0 / mc) @ qc, qc],
+                          format="csr", dtype=np.float32)
+        return (q @ self._terms_rows).tocsr(), words, chars
 
     def search_many(self, queries: Sequence[str], top: int = 5,
                     boost: Sequence[np.ndarray | None] | None = None) -> list[list[Hit]]:
@@ -231,16 +223,25 @@ class KbIndex:
         return out
 
     def search(self, query: str, top: int = 5, boost: np.ndarray | None = None) -> list[Hit]:
-        """One question (the bot's path): dense vectors over the rows, no sparse products;
-        ranks exactly as ``search_many`` does (tested)."""
+        """One question (the bot's path): its terms' postings summed into a dense vector by
+        one bincount, no sparse product; ranks exactly as ``search_many`` does (tested)."""
         if not self.entries:
             return []
-        w, a = self.weights, self.analyzer
+        a = self.analyzer
         expanded = a.expand(query)
         words, chars = a.words(expanded, expanded=True), a.char_ngrams(expanded, expanded=True)
-        wq, wd = self.words.one(words)
-        cq, cd = self.chars.one(chars)
-        total = (w.word_q * wq + w.word_d * wd + w.char_q * cq + w.char_d * cd) * self.row_weight
+        (kw, mw), (kc, mc) = self.words.known(words), self.chars.known(chars)
+        o = self._offsets
+        terms = np.concatenate((kw + o[0], kw + o[1], kc + o[2], kc + o[3]))
+        scale = np.concatenate((np.full(len(kw), 1.0 / mw), np.ones(len(kw)),
+                                np.full(len(kc), 1.0 / mc), np.ones(len(kc))))
+        m = self._terms_rows
+        starts, lengths = m.indptr[terms], m.indptr[terms + 1] - m.indptr[terms]
+        # every posting of every query term, gathered without a Python loop
+        take = np.arange(lengths.sum()) + np.repeat(starts - np.cumsum(lengths) + lengths,
+                                                    lengths)
+        total = np.bincount(m.indices[take], weights=m.data[take] * np.repeat(scale, lengths),
+                            minlength=m.shape[1])
         rows = np.flatnonzero(total)
         vals = total[rows]
         if boost is not None:
