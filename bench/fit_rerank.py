@@ -1,7 +1,8 @@
 """Fit the shipped re-ranker (``config/rerank.yaml``) on the public paraphrase sets, and say how
 well it does on questions it was not fitted on.
 
-    .venv/bin/python bench/fit_rerank.py [--sets lcqmc,afqmc] [--folds 5] [--C 1.0] [--write]
+    .venv/bin/python bench/fit_rerank.py [--sets lcqmc,afqmc[,kb]] [--folds 5] [--C 1.0]
+                                         [--depth 10] [--write]
 
 Task and data: as ``bench/retrieval.py`` (``paraphrase_task``): the KB holds the sentences, each
 sentence2 of a positive pair is a query. Candidates are the product's search (``KbIndex`` with
@@ -47,7 +48,7 @@ from core.nlu.rerank import FEATURES, Reranker, RerankModel  # noqa: E402
 from core.nlu.text import Analyzer, normalise  # noqa: E402
 from retrieval import DEFAULT_DATA, PUBLIC_FILES, paraphrase_task  # noqa: E402
 
-DEPTH = 10
+DEPTH = 10  # candidates re-ranked per query (--depth)
 SAME = FEATURES.index("same_text")
 
 
@@ -167,6 +168,7 @@ def folds(want: list[int], k: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def main() -> None:
+    global DEPTH
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sets", default="lcqmc,afqmc",
                    help="lcqmc, afqmc (public pairs), kb (the shipped KB's own aliases)")
@@ -174,8 +176,10 @@ def main() -> None:
     p.add_argument("--C", type=float, default=1.0)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--depth", type=int, default=10, help="candidates re-ranked per query")
     p.add_argument("--write", action="store_true", help="write config/rerank.yaml")
     args = p.parse_args()
+    DEPTH = args.depth
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
     sets = {n: build_kb() if n == "kb" else build(n, args.data, args.limit)[0] for n in names}
 
