@@ -103,13 +103,14 @@ class _Bm25:
         mass = np.asarray(q @ self.idf).ravel() + unseen * self.max_idf + 1e-6
         return q, mass
 
-    def known(self, tokens: list[str]) -> tuple[np.ndarray, float]:
-        """One query's known term ids (sorted, distinct) and its idf mass, as ``queries``."""
+    def known(self, tokens: list[str]) -> tuple[np.ndarray, float, int]:
+        """One query's known term ids (sorted, distinct), its idf mass as ``queries`` counts
+        it, and how many of its distinct terms the KB has never seen."""
         vocab = self.vec.vocabulary_
         ids = np.asarray(sorted({vocab[t] for t in tokens if t in vocab}), dtype=np.int64)
         unseen = len({t for t in tokens if t not in vocab})
         mass = float(self.idf[ids].sum(dtype=np.float32)) + unseen * self.max_idf + 1e-6
-        return ids, mass
+        return ids, mass, unseen
 
 
 def entry_rows(entry: KbEntryBase) -> list[tuple[str, bool]]:
@@ -213,13 +214,16 @@ class KbIndex:
         if not self.entries:
             return [[] for _ in queries]
         scores, words, chars = self._row_scores(queries)
+        keep = top if self.reranker is None else max(top, self.reranker.depth)
         out = []
         for qi in range(scores.shape[0]):
             start, end = scores.indptr[qi], scores.indptr[qi + 1]
             rows, vals = scores.indices[start:end], scores.data[start:end]
             if boost is not None and boost[qi] is not None:
                 vals = vals * boost[qi][self.row_entry[rows]]
-            out.append(self._ranked(queries[qi], words[qi], chars[qi], rows, vals, top))
+            out.append(self._best_entries(rows, vals, keep))
+        if self.reranker is not None:  # the whole batch at once
+            out = [hs[:top] for hs in self.reranker.rerank_many(queries, words, chars, out)]
         return out
 
     def search(self, query: str, top: int = 5, boost: np.ndarray | None = None) -> list[Hit]:
@@ -230,7 +234,7 @@ class KbIndex:
         a = self.analyzer
         expanded = a.expand(query)
         words, chars = a.words(expanded, expanded=True), a.char_ngrams(expanded, expanded=True)
-        (kw, mw), (kc, mc) = self.words.known(words), self.chars.known(chars)
+        (kw, mw, _), (kc, mc, _) = self.words.known(words), self.chars.known(chars)
         o = self._offsets
         terms = np.concatenate((kw + o[0], kw + o[1], kc + o[2], kc + o[3]))
         scale = np.concatenate((np.full(len(kw), 1.0 / mw), np.ones(len(kw)),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,7 +148,11 @@ def _jaccard(a: frozenset, b: frozenset) -> float:
 
 class Reranker:
     """Pair features of one index's candidates, and a model's order over them (``model`` may
-    be None for computing features alone, as the fitting script does)."""
+    be None for computing features alone, as the fitting script does).
+
+    Everything works on a batch of questions at once (``bangban eval --mode retrieval`` ranks
+    512 at a time): the features of all (question, candidate) pairs are a few dozen numpy calls
+    per batch, not per question. One question is a batch of one."""
 
     def __init__(self, index: KbIndex, model: RerankModel | None, depth: int | None = None
                  ) -> None:
@@ -167,58 +172,81 @@ class Reranker:
         return raw
 
     @staticmethod
-    def _overlap(bm: _Bm25, tokens: list[str], rows: np.ndarray) -> np.ndarray:
-        """Per row: query cover, row cover, jaccard, the most specific query term the row
-        lacks and the most specific row term the query lacks, all idf-weighted (a query term
-        the KB has never seen counts as the rarest there is). Vectorised over the rows: one
-        question's ten candidates cost a handful of numpy calls, not a Python loop per term."""
-        vocab = bm.vec.vocabulary_
-        known = np.asarray(sorted({vocab[t] for t in tokens if t in vocab}), dtype=np.int64)
-        unseen = len({t for t in tokens if t not in vocab})
-        q_idf = bm.idf[known].astype(np.float64)
-        q_mass = float(q_idf.sum()) + unseen * bm.max_idf + 1e-6
-        m, k = bm.present, len(rows)
-        starts, lengths = m.indptr[rows], m.indptr[rows + 1] - m.indptr[rows]
-        owner = np.repeat(np.arange(k), lengths)
-        # positions of every candidate's terms in the matrix, without a Python loop
+    def _overlap(bm: _Bm25, tokens: Sequence[list[str]], pair_query: np.ndarray,
+                 pair_row: np.ndarray) -> np.ndarray:
+        """Per (question, row) pair: query cover, row cover, jaccard, the most specific query
+        term the row lacks and the most specific row term the query lacks, all idf-weighted
+        (a query term the KB has never seen counts as the rarest there is)."""
+        n, vocab_size, max_idf = len(pair_row), bm.idf.shape[0], bm.max_idf
+        known, unseen, masses = [], [], []
+        for toks in tokens:
+            ids, mass, new = bm.known(toks)
+            known.append(ids)
+            masses.append(mass)
+            unseen.append(new > 0)
+        n_known = np.asarray([len(k) for k in known], dtype=np.int64)
+        q_start = np.concatenate(([0], np.cumsum(n_known)[:-1]))
+        # every question's terms as one sorted key array: question number × vocabulary + term
+        q_keys = np.concatenate([k + i * vocab_size for i, k in enumerate(known)] or [[]]
+                                ).astype(np.int64)
+        q_idf = bm.idf[q_keys % vocab_size].astype(np.float64) if len(q_keys) else np.zeros(0)
+        m = bm.present
+        starts, lengths = m.indptr[pair_row], m.indptr[pair_row + 1] - m.indptr[pair_row]
+        owner = np.repeat(np.arange(n), lengths)
         take = np.arange(len(owner)) + np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         terms, weight = m.indices[take], m.data[take].astype(np.float64)  # data: each term's idf
-        place = np.searchsorted(known, terms)
-        shared = place < len(known)
-        shared[shared] = known[place[shared]] == terms[shared]
-        inter = np.bincount(owner, weights=weight * shared, minlength=k)
-        extra = np.zeros(k)
+        keys = pair_query[owner] * vocab_size + terms
+        at = np.searchsorted(q_keys, keys)
+        shared = at < len(q_keys)
+        shared[shared] = q_keys[at[shared]] == keys[shared]
+        inter = np.bincount(owner, weights=weight * shared, minlength=n)
+        extra = np.zeros(n)
         np.maximum.at(extra, owner[~shared], weight[~shared])
-        if unseen:
-            missing = np.full(k, bm.max_idf)
-        elif len(known):
-            has = np.zeros((k, len(known)), dtype=bool)
-            has[owner[shared], place[shared]] = True
-            missing = np.where(has, 0.0, q_idf).max(axis=1)
-        else:
-            missing = np.zeros(k)
-        row_mass = bm.row_mass[rows]
+        # the query terms each row lacks: one slot per (pair, query term)
+        per_pair = n_known[pair_query]
+        slot_start = np.concatenate(([0], np.cumsum(per_pair)[:-1]))
+        has = np.zeros(int(per_pair.sum()), dtype=bool)
+        has[slot_start[owner[shared]] + at[shared] - q_start[pair_query[owner[shared]]]] = True
+        slot_q = np.repeat(pair_query, per_pair)
+        slot_idf = q_idf[np.arange(len(has)) - np.repeat(slot_start, per_pair)
+                         + q_start[slot_q]] if len(has) else np.zeros(0)
+        missing = np.zeros(n)
+        some = np.flatnonzero(per_pair)
+        if len(some):
+            missing[some] = np.maximum.reduceat(np.where(has, 0.0, slot_idf), slot_start[some])
+        missing[np.asarray(unseen, dtype=bool)[pair_query]] = max_idf
+        q_mass = np.asarray(masses)[pair_query]
+        row_mass = bm.row_mass[pair_row]
         return np.column_stack((inter / q_mass, inter / row_mass,
                                 inter / (q_mass + row_mass - inter),
-                                missing / bm.max_idf, extra / bm.max_idf))
+                                missing / max_idf, extra / max_idf))
 
-    def features(self, query: str, words: list[str], chars: list[str], hits: list[Hit]
-                 ) -> np.ndarray:
-        """One feature row per hit (``words`` / ``chars``: the query's tokens as indexed)."""
-        k = len(hits)
-        if not k:
+    def features_many(self, queries: Sequence[str], words: Sequence[list[str]],
+                      chars: Sequence[list[str]], hits: Sequence[list[Hit]]) -> np.ndarray:
+        """One feature row per (question, hit), the questions' lists one after another
+        (``words`` / ``chars``: each question's tokens as indexed)."""
+        sizes = np.asarray([len(h) for h in hits], dtype=np.int64)
+        n = int(sizes.sum())
+        if not n:
             return np.zeros((0, len(FEATURES)))
         index = self._index
-        rows = np.asarray([h.row_index for h in hits], dtype=np.int64)
-        scores = np.asarray([h.score for h in hits])
-        top = scores[0]
+        pair_query = np.repeat(np.arange(len(hits)), sizes)
+        list_start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        position = np.arange(n) - list_start[pair_query]
+        flat = [h for hs in hits for h in hs]
+        pair_row = np.asarray([h.row_index for h in flat], dtype=np.int64)
+        scores = np.asarray([h.score for h in flat])
+        top = scores[list_start[pair_query]]
+        f = np.empty((n, len(FEATURES)))
         # relative to the list's best only: absolute scores differ from KB to KB
-        own = [scores / top if top > 0 else np.zeros(k), np.arange(k) / self.depth,
-               self._overlap(index.words, words, rows), self._overlap(index.chars, chars, rows)]
-        q = _Raw(query)
+        f[:, 0] = np.divide(scores, top, out=np.zeros(n), where=top > 0)
+        f[:, 1] = position / self.depth
+        f[:, 2:7] = self._overlap(index.words, words, pair_query, pair_row)
+        f[:, 7:12] = self._overlap(index.chars, chars, pair_query, pair_row)
+        asked = [_Raw(q) for q in queries]
         raw = []
-        for row in rows.tolist():
-            c = self._row_raw(row)
+        for qi, row in zip(pair_query.tolist(), pair_row.tolist(), strict=True):
+            q, c = asked[qi], self._row_raw(row)
             lq, lc = len(q.chars), len(c.chars)
             shared = len(q.charset & c.charset)
             raw.append((min(lq, lc) / max(lq, lc, 1), len(q.qgroups ^ c.qgroups),
@@ -228,18 +256,26 @@ class Reranker:
                         shared / max(len(q.charset | c.charset), 1),
                         shared / max(len(q.charset), 1), shared / max(len(c.charset), 1),
                         _jaccard(q.bigrams, c.bigrams)))
-        own.append(np.asarray(raw, dtype=np.float64))
-        f = np.empty((k, len(FEATURES)))
-        f[:, :len(_OWN)] = np.column_stack(own)
+        f[:, 12:len(_OWN)] = np.asarray(raw, dtype=np.float64)
+        # against the list: how far behind its best, and the place in it by each feature
         v = f[:, _ACROSS_COLS] * _ACROSS_SIGN
-        f[:, len(_OWN)::2] = v.max(axis=0) - v
-        f[:, len(_OWN) + 1::2] = np.argsort(np.argsort(-v, axis=0, kind="stable"), axis=0,
-                                            kind="stable") / self.depth
+        nonempty = list_start[sizes > 0]
+        best = np.maximum.reduceat(v, nonempty, axis=0)
+        f[:, len(_OWN)::2] = best[np.searchsorted(nonempty, list_start[pair_query])] - v
+        for c in range(v.shape[1]):
+            order = np.lexsort((position, -v[:, c], pair_query))
+            place = np.empty(n)
+            place[order] = np.arange(n) - list_start[pair_query[order]]
+            f[:, len(_OWN) + 1 + 2 * c] = place / self.depth
         return f
 
-    def rerank(self, query: str, words: list[str], chars: list[str], hits: list[Hit]
-               ) -> list[Hit]:
-        """The hits in the model's order (ties keep the search's order).
+    def features(self, query: str, words: list[str], chars: list[str], hits: list[Hit]
+                 ) -> np.ndarray:
+        return self.features_many([query], [words], [chars], [hits])
+
+    def rerank_many(self, queries: Sequence[str], words: Sequence[list[str]],
+                    chars: Sequence[list[str]], hits: Sequence[list[Hit]]) -> list[list[Hit]]:
+        """Each question's hits in the model's order (ties keep the search's order).
 
         Two rules are not learned. Only question-like rows (questions, titles, aliases) are
         re-ordered, among the places they hold: the features compare a question with a
@@ -247,19 +283,34 @@ class Reranker:
         as typed (after normalisation) goes first: a citizen who types a KB question as stored
         must get that entry, and a learner can be led to unlearn exactly that
         (bench/fit_rerank.py's docstring)."""
-        places = [i for i, h in enumerate(hits) if not h.body]
-        if len(places) < 2 or self.model is None:
-            return hits
-        asked = [hits[i] for i in places]
-        f = self.features(query, words, chars, asked)
+        if self.model is None:
+            return list(hits)
+        places = [[i for i, h in enumerate(hs) if not h.body] for hs in hits]
+        asked = [[hs[i] for i in p] if len(p) > 1 else [] for hs, p in zip(hits, places,
+                                                                            strict=True)]
+        f = self.features_many(queries, words, chars, asked)
         logits = f @ self._w + self._b
         same = f[:, _SAME]
-        for hit, z in zip(asked, logits.tolist(), strict=True):
-            hit.rerank = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
-        order = np.lexsort((np.arange(len(asked)), -logits, -same)).tolist()
-        if not same[order[0]] and logits[order[0]] - logits[0] <= self.model.margin:
-            return hits
-        out = list(hits)
-        for place, i in zip(places, order, strict=True):
-            out[place] = asked[i]
+        out, start = [], 0
+        for hs, p, a in zip(hits, places, asked, strict=True):
+            end = start + len(a)
+            if not a:
+                out.append(hs)
+                continue
+            z, eq = logits[start:end], same[start:end]
+            for hit, zi in zip(a, z.tolist(), strict=True):
+                hit.rerank = 1.0 / (1.0 + math.exp(-zi)) if zi > -700 else 0.0
+            order = np.lexsort((np.arange(len(a)), -z, -eq)).tolist()
+            start = end
+            if not eq[order[0]] and z[order[0]] - z[0] <= self.model.margin:
+                out.append(hs)
+                continue
+            ranked = list(hs)
+            for place, i in zip(p, order, strict=True):
+                ranked[place] = a[i]
+            out.append(ranked)
         return out
+
+    def rerank(self, query: str, words: list[str], chars: list[str], hits: list[Hit]
+               ) -> list[Hit]:
+        return self.rerank_many([query], [words], [chars], [hits])[0]
