@@ -224,13 +224,14 @@ def run_ours(task: Task, analyzer: Analyzer, label: str, repeat: int, single: bo
             print(f"  ! {label}: batch and 1-by-1 rankings differ on {diff} queries "
                   f"({first} at rank 1) — equal scores ordered differently")
     ties = lost = 0
-    for want, hs in zip(task.expect, hits):
+    for want, hs in zip(task.expect, hits if rerank is None else ()):  # re-ranked: scores unordered
         if len(hs) > 1 and hs[1].score >= hs[0].score - 1e-6:
             ties += 1
             lost += not task.judge(want, hs[0].entry_id) and any(
                 task.judge(want, h.entry_id) and h.score >= hs[0].score - 1e-6 for h in hs)
     h1, h3 = score(task, ranked)
-    return Result(label, h1, h3, build, qps_batch, qps_single, ties, lost)
+    return Result(label, h1, h3, build, qps_batch, qps_single,
+                  ties if rerank is None else None, lost if rerank is None else None)
 
 
 def _top_entries(row_scores: np.ndarray, row_entry: np.ndarray, n_entries: int) -> list[int]:

@@ -89,7 +89,9 @@ def kb_search(settings: Settings, query: tuple[str, ...], top: int, as_json: boo
     index = search_index(_entries(settings))
     hits = index.search(" ".join(query), top=top)
     if as_json:
+        # rerank: the re-ranker's probability, where it ran (null on KBs with aliases)
         click.echo(json.dumps([{"entry_id": h.entry_id, "type": h.type, "score": round(h.score, 4),
+                                "rerank": None if h.rerank is None else round(h.rerank, 4),
                                 "matters": h.matters, "matched": h.row} for h in hits],
                               ensure_ascii=False))
         return

@@ -18,7 +18,6 @@ lets the bot ask when the two disagree (see ``Bot._understand``'s clarify check)
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -142,10 +141,6 @@ class _Raw:
         self.numbers = frozenset(_NUMBER.findall(self.chars))
 
 
-def _jaccard(a: frozenset, b: frozenset) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
 class Reranker:
     """Pair features of one index's candidates, and a model's order over them (``model`` may
     be None for computing features alone, as the fitting script does).
@@ -248,14 +243,17 @@ class Reranker:
         for qi, row in zip(pair_query.tolist(), pair_row.tolist(), strict=True):
             q, c = asked[qi], self._row_raw(row)
             lq, lc = len(q.chars), len(c.chars)
+            nq, nc = len(q.charset), len(c.charset)
             shared = len(q.charset & c.charset)
+            bq, bc = len(q.bigrams), len(c.bigrams)
+            both = len(q.bigrams & c.bigrams)
             raw.append((min(lq, lc) / max(lq, lc, 1), len(q.qgroups ^ c.qgroups),
                         (q.negations - c.negations) % 2,
                         bool(q.numbers or c.numbers) and q.numbers != c.numbers,
                         q.chars == c.chars,
-                        shared / max(len(q.charset | c.charset), 1),
-                        shared / max(len(q.charset), 1), shared / max(len(c.charset), 1),
-                        _jaccard(q.bigrams, c.bigrams)))
+                        shared / max(nq + nc - shared, 1), shared / max(nq, 1),
+                        shared / max(nc, 1),
+                        both / (bq + bc - both) if bq or bc else 1.0))
         f[:, 12:len(_OWN)] = np.asarray(raw, dtype=np.float64)
         # against the list: how far behind its best, and the place in it by each feature
         v = f[:, _ACROSS_COLS] * _ACROSS_SIGN
@@ -290,25 +288,26 @@ class Reranker:
                                                                             strict=True)]
         f = self.features_many(queries, words, chars, asked)
         logits = f @ self._w + self._b
-        same = f[:, _SAME]
-        out, start = [], 0
+        flat = [h for a in asked for h in a]
+        for hit, p in zip(flat, (1.0 / (1.0 + np.exp(-np.clip(logits, -500, 500)))).tolist(),
+                          strict=True):
+            hit.rerank = p
+        sizes = np.asarray([len(a) for a in asked], dtype=np.int64)
+        which = np.repeat(np.arange(len(asked)), sizes)
+        # one sort for the batch: by question, then the question as typed first, then the model
+        order = np.lexsort((np.arange(len(which)), -logits, -f[:, _SAME], which)).tolist()
+        out, start, margin = [], 0, self.model.margin
         for hs, p, a in zip(hits, places, asked, strict=True):
             end = start + len(a)
-            if not a:
+            best = order[start] if a else -1
+            if not a or (not f[best, _SAME] and logits[best] - logits[start] <= margin):
                 out.append(hs)
-                continue
-            z, eq = logits[start:end], same[start:end]
-            for hit, zi in zip(a, z.tolist(), strict=True):
-                hit.rerank = 1.0 / (1.0 + math.exp(-zi)) if zi > -700 else 0.0
-            order = np.lexsort((np.arange(len(a)), -z, -eq)).tolist()
+            else:
+                ranked = list(hs)
+                for place, i in zip(p, order[start:end], strict=True):
+                    ranked[place] = flat[i]
+                out.append(ranked)
             start = end
-            if not eq[order[0]] and z[order[0]] - z[0] <= self.model.margin:
-                out.append(hs)
-                continue
-            ranked = list(hs)
-            for place, i in zip(p, order, strict=True):
-                ranked[place] = a[i]
-            out.append(ranked)
         return out
 
     def rerank(self, query: str, words: list[str], chars: list[str], hits: list[Hit]
