@@ -50,6 +50,7 @@ from retrieval import DEFAULT_DATA, PUBLIC_FILES, paraphrase_task  # noqa: E402
 
 DEPTH = 10  # candidates re-ranked per query (--depth)
 SAME = FEATURES.index("same_text")
+SKIP_BELOW = RerankModel.model_fields["skip_below"].default
 
 
 @dataclass
@@ -149,8 +150,8 @@ def hit1(X: list[np.ndarray], lists: list[list[Hit]], want: list[int], which, mo
         hs = lists[i]
         if not hs:
             continue
-        if model is None:
-            best = 0
+        if model is None or (len(hs) > 1 and hs[1].score < SKIP_BELOW * hs[0].score):
+            best = 0  # as RerankModel.skip_below leaves such a list
         else:  # as Reranker.rerank orders: the query's own text first, then the model
             scaler, lr = model
             z = lr.decision_function(scaler.transform(X[i]))

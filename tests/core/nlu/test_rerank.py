@@ -83,7 +83,8 @@ def contrary() -> RerankModel:
     """A model that prefers whatever the search ranked last, so its effect shows."""
     coef = [1.0 if name == "rank" else 0.0 for name in FEATURES]
     return RerankModel(features=list(FEATURES), mean=[0.0] * len(FEATURES),
-                       scale=[1.0] * len(FEATURES), coef=coef, intercept=0.0, depth=5)
+                       scale=[1.0] * len(FEATURES), coef=coef, intercept=0.0, depth=5,
+                       skip_below=0.0)
 
 
 KB = [faq("a", "居住证签注要多久"), faq("b", "居住证签注要带什么材料"),
