@@ -84,7 +84,8 @@ async def core_ctx(app: web.Application) -> AsyncIterator[None]:
     hub, settings = app[HUB], app[SETTINGS]
     hub.engine, hub.redis, hub.kb = app[ENGINE], app[REDIS], app[KB_STORE]
     hub.conversations = ConversationStore(hub.engine)
-    hub.knowledge = Knowledge(hub.engine, poll_interval=settings.kb.refresh_interval_s)
+    hub.knowledge = Knowledge(hub.engine, poll_interval=settings.kb.refresh_interval_s,
+                              rerank=settings.kb.rerank)
     await hub.knowledge.start()
     bot = Bot(lambda: hub.knowledge.snapshot, settings.bot, link_for=_link_for(hub))
     hub.bus = Bus(hub.redis, settings.redis.prefix)

@@ -95,6 +95,9 @@ class KbSettings(_Section):
     load_seed_on_start: bool = True
     #: how often every process checks the KB for changes and rebuilds its search index
     refresh_interval_s: float = Field(5.0, ge=0)
+    #: the search's re-ranker (config/rerank.yaml): auto = on for a KB whose questions are
+    #: mostly phrased once (no 相似问法), where it helps, off otherwise (docs/architecture.md)
+    rerank: Literal["auto", "on", "off"] = "auto"
 
 
 class WorkerSettings(_Section):

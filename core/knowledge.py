@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +28,8 @@ from .nlu.coverage import Coverage
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
 from .nlu.rerank import RerankModel, load_rerank_model
+
+RerankMode = Literal["auto", "on", "off"]
 from .nlu.text import Analyzer, normalise
 from .reference import load_matters
 from .tasks import cancel_and_wait
@@ -61,17 +64,18 @@ def answerable(entries: Sequence[KbEntryBase]) -> list[KbEntryBase]:
     return [e for e in entries if e.status == "published" and e.valid == "1"]
 
 
-def build_snapshot(entries: Sequence[KbEntryBase], fingerprint: tuple = ()) -> Snapshot:
+def build_snapshot(entries: Sequence[KbEntryBase], fingerprint: tuple = (),
+                   rerank: RerankMode = "auto") -> Snapshot:
     """The bot's view of these entries. Identical KB content gives the same (immutable)
     snapshot object from a small per-process cache: several apps in one process, or a
     fingerprint change that left the published entries as they were, cost nothing."""
     entries = answerable(entries)
-    digest = hashlib.sha256(json.dumps([e.wire() for e in entries], ensure_ascii=False,
+    digest = hashlib.sha256(json.dumps([rerank, *(e.wire() for e in entries)], ensure_ascii=False,
                                        sort_keys=True).encode()).hexdigest()
     cached = _CACHE.get(digest)
     if cached is not None:
         return dataclasses.replace(cached, fingerprint=fingerprint)
-    snapshot = _build(entries, fingerprint)
+    snapshot = _build(entries, fingerprint, rerank)
     _CACHE[digest] = snapshot
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.pop(next(iter(_CACHE)))
@@ -90,29 +94,32 @@ def kb_analyzer(entries: Sequence[KbEntryBase]) -> Analyzer:
     return Analyzer(extra_words=extra_words)
 
 
-def search_index(entries: Sequence[KbEntryBase]) -> KbIndex:
+def search_index(entries: Sequence[KbEntryBase], rerank: RerankMode = "auto") -> KbIndex:
     """The bot's search index alone (no intent model), over the answerable entries."""
     entries = answerable(entries)
-    return KbIndex(entries, kb_analyzer(entries), rerank=rerank_model_for(entries))
+    return KbIndex(entries, kb_analyzer(entries), rerank=rerank_model_for(entries, rerank))
 
 
-def rerank_model_for(entries: Sequence[KbEntryBase]) -> RerankModel | None:
+def rerank_model_for(entries: Sequence[KbEntryBase], mode: RerankMode = "auto"
+                     ) -> RerankModel | None:
     """The re-ranker for this KB, or None where it does not help.
 
     It helps a KB whose questions are each phrased once (an FAQ list as a department keeps
     it): +3 points hit@1 on LCQMC, +1 on AFQMC. On a KB whose entries carry 相似问法, the
     search already takes each entry's best phrasing, and re-ranking cost the seed KB's dev and
     blind sets 0.3–2 points (bench/RESULTS.md). So it runs when fewer than half of the
-    question entries have aliases."""
+    question entries have aliases (``kb.rerank: auto``; ``on`` and ``off`` decide outright)."""
+    if mode != "auto":
+        return load_rerank_model() if mode == "on" else None
     asked = [e for e in entries if e.type in ("faq", "guide")]
     phrased = sum(1 for e in asked if getattr(e, "aliases", None))
     return load_rerank_model() if asked and phrased * 2 < len(asked) else None
 
 
-def _build(entries: list[KbEntryBase], fingerprint: tuple) -> Snapshot:
+def _build(entries: list[KbEntryBase], fingerprint: tuple, rerank: RerankMode) -> Snapshot:
     analyzer = kb_analyzer(entries)
     start = time.perf_counter()
-    index = KbIndex(entries, analyzer, rerank=rerank_model_for(entries))
+    index = KbIndex(entries, analyzer, rerank=rerank_model_for(entries, rerank))
     questions = [q for e in entries if e.type in ("faq", "guide")
                  for q in (e.display_title, *getattr(e, "aliases", []))]
     intents = SklearnIntentClassifier(analyzer, load_intents(), kb_questions=questions)
@@ -153,9 +160,11 @@ async def load_entries(engine: AsyncEngine) -> list[KbEntryBase]:
 class Knowledge:
     """Holds the current snapshot and keeps it fresh."""
 
-    def __init__(self, engine: AsyncEngine, poll_interval: float = 5.0) -> None:
+    def __init__(self, engine: AsyncEngine, poll_interval: float = 5.0,
+                 rerank: RerankMode = "auto") -> None:
         self.engine = engine
         self.poll_interval = poll_interval
+        self.rerank = rerank
         self._snapshot: Snapshot | None = None
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -173,7 +182,7 @@ class Knowledge:
             if not force and self._snapshot is not None and self._snapshot.fingerprint == fp:
                 return False
             entries = await load_entries(self.engine)
-            snapshot = await asyncio.to_thread(build_snapshot, entries, fp)
+            snapshot = await asyncio.to_thread(build_snapshot, entries, fp, self.rerank)
             self._snapshot = snapshot  # the atomic swap
             return True
 

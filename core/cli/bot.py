@@ -41,7 +41,7 @@ def _bot(settings: Settings):
     from ..dialog.bot import Bot
     from ..knowledge import build_snapshot
 
-    snapshot = build_snapshot(_entries(settings))
+    snapshot = build_snapshot(_entries(settings), rerank=settings.kb.rerank)
     return Bot(lambda: snapshot, settings.bot)
 
 
@@ -86,7 +86,7 @@ def kb_search(settings: Settings, query: tuple[str, ...], top: int, as_json: boo
     """Rank KB entries for QUERY (retrieval only, no dialog policy)."""
     from ..knowledge import search_index
 
-    index = search_index(_entries(settings))
+    index = search_index(_entries(settings), settings.kb.rerank)
     hits = index.search(" ".join(query), top=top)
     if as_json:
         # rerank: the re-ranker's probability, where it ran (null on KBs with aliases)
@@ -121,7 +121,7 @@ def eval_cmd(settings: Settings, file: Path, mode: str, as_json: bool, misses: b
     cases = load_cases(file)
     start = time.perf_counter()
     if mode == "retrieval":
-        index = search_index(_entries(settings))
+        index = search_index(_entries(settings), settings.kb.rerank)
         report = evaluate_retrieval(index, cases)
     else:
         report = evaluate_dialog(_bot(settings), cases)

@@ -168,6 +168,10 @@ def test_a_plain_faq_list_is_re_ranked_by_kb_search_and_eval(tmp_path, request):
         report = json.loads(ok(store("eval", asked, "--mode", "retrieval", "--json")).stdout)
         # the search alone finds 0.48 of these first, re-ranked 0.57 (bench/RESULTS.md)
         assert report["mode"] == "retrieval" and report["accuracy"] >= 0.53, report["accuracy"]
+        # an operator can switch it off (kb.rerank: off)
+        off = Store(data_dir=tmp_path / "data", cwd=tmp_path, env={**env, "BANGBAN_KB__RERANK": "off"})
+        hits = json.loads(ok(off("kb", "search", "--json", "教资认定体检可以随便找医院吗")).stdout)
+        assert hits[0]["matched"] == "教师资格认定" and hits[0]["rerank"] is None, hits[0]
     finally:
         if drop:
             drop()

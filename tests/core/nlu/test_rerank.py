@@ -54,6 +54,9 @@ def test_a_plain_faq_list_is_re_ranked_and_the_seed_kb_with_its_aliases_is_not()
     assert search_index(flat).reranker is not None
     assert rerank_model_for(answerable(seed_entries())) is None
     assert search_index(list(seed_entries())).reranker is None
+    # kb.rerank: on / off decide outright
+    assert search_index(list(seed_entries()), "on").reranker is not None
+    assert rerank_model_for(flat, "off") is None
 
 
 def test_on_a_plain_faq_list_more_citizens_get_the_right_answer_first():
