@@ -1,4 +1,4 @@
-"""The re-ranker: a second look at the search's best few candidates, one pair at a time.
+"""The re-ranker: a second look at the search's best few candidates, pair by pair.
 
 The sparse search (``index.py``) scores every row at once, so it can only add up term matches.
 It cannot see what a person sees when two questions share most of their words: that one asks
@@ -14,6 +14,9 @@ government KB or its evaluation sets. The features are generic: nothing in them 
 Scores are left as the search computed them (confidence is calibrated on those); the re-ranker
 only changes the order, and a candidate it promotes keeps its own, lower, score, which is what
 lets the bot ask when the two disagree (see ``Bot._understand``'s clarify check).
+
+Which KBs get it is ``core.knowledge.rerank_model_for``'s decision (setting ``kb.rerank``): it
+helps a plain FAQ list and made a KB with 相似问法 worse (bench/RESULTS.md).
 """
 
 from __future__ import annotations
