@@ -4,14 +4,14 @@ sweep that keeps every ticket moving.
 ``mount(app)`` (on an app made by core.app.create_app) adds:
 
 * ``POST /api/hotline/v1/callback`` — 12345's status update (受理 / 办结 / 退回), signed as our
-  tickets are (core.tickets.verify). 401 bad signature, 400 malformed, 404 unknown ticket,
+  tickets are (core.hotline_wire.verify). 401 bad signature, 400 malformed, 404 unknown ticket,
   413 oversized, 503 dispatch not configured. A change is told to the citizen on their channel
   (stored in the conversation, then pushed through the bus); a repeat changes nothing and tells
   nobody, so 12345 may retry freely.
 * ``GET /console/api/tickets[?status=&unit=&limit=]`` and ``GET /console/api/tickets/dead`` —
   for supervisors (their units only) and admins; phone and ID numbers masked;
   ``POST /console/api/tickets/{ticket}/resend`` delivers a dead ticket again (409 otherwise).
-* a background task in every process that runs core.tickets.recover_stuck every
+* a background task in every process that runs core.ticket_recovery.recover_stuck every
   ``recover_every_s`` (one process per round, by a Redis lock), so a ticket whose enqueue failed
   or whose worker died is delivered without anyone noticing.
 """
@@ -41,8 +41,8 @@ from .errors import Forbidden, NotFound, ValidationFailed
 from .hub import Hub
 from .logging import mask_personal_data
 from .tasks import cancel_and_wait
-from . import tickets as _tickets
-from .tickets import (
+from . import ticket_recovery as _recovery
+from .hotline_wire import (
     CALLBACK_PATH,
     CALLBACK_STATUSES,
     PROGRESS,
@@ -50,16 +50,11 @@ from .tickets import (
     STATUSES,
     TIMESTAMP_HEADER,
     BadSignature,
-    dead_letters_key,
     dispatch_config,
-    get_ticket,
-    list_tickets,
-    parse_dead_letters,
-    recover_stuck,
-    resend_ticket,
-    utcnow,
     verify,
 )
+from .ticket_recovery import recover_stuck, resend_ticket
+from .tickets import dead_letters_key, get_ticket, list_tickets, parse_dead_letters, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +353,7 @@ def _recovery_ctx(every_s: float | None, stale_after_s: float | None):  # noqa: 
         task = None
         if dispatch_config(app[SETTINGS]) is not None:
             task = asyncio.create_task(_recover_forever(
-                app, every_s or RECOVER_EVERY_S, stale_after_s or _tickets.RECOVER_AFTER_S),
+                app, every_s or RECOVER_EVERY_S, stale_after_s or _recovery.RECOVER_AFTER_S),
                 name="ticket-recovery")
         try:
             yield
@@ -373,7 +368,7 @@ def mount(app: web.Application, *, recover_every_s: float | None = None,
     """Add the callback route, the staff ticket views and the recovery sweep to ``app``
     (made by core.app.create_app, whose resources the handlers and the sweep use). The sweep
     runs every ``recover_every_s`` (default RECOVER_EVERY_S) and re-enqueues tickets stuck for
-    ``stale_after_s`` (default core.tickets.RECOVER_AFTER_S); the defaults are read at start-up.
+    ``stale_after_s`` (default core.ticket_recovery.RECOVER_AFTER_S); the defaults are read at start-up.
     """
     app.router.add_post(CALLBACK_PATH, callback)
     app.router.add_get("/console/api/tickets", staff_tickets)

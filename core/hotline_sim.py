@@ -2,7 +2,7 @@
 
 ``bangban hotline-sim --port P --secret S [--fail-first N]`` runs it. It:
 
-* takes ``POST /tickets`` signed as core.tickets signs them (401 otherwise), records each ticket
+* takes ``POST /tickets`` signed as core.hotline_wire says (401 otherwise), records each ticket
   once per ``Idempotency-Key`` (201 the first time, 200 with ``"duplicate": true`` after), and
   answers 503 to the first N requests when asked to fail (to exercise retries); in tests it can
   also record a ticket and then hold its answer until :meth:`HotlineSim.release` (``hold_first``),
@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from .tickets import (
+from .hotline_wire import (
     CALLBACK_STATUSES,
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,

@@ -3,22 +3,17 @@
 The row in ``tickets`` is the truth. :func:`create_ticket` writes it and enqueues
 :func:`deliver_ticket`, which POSTs the ticket as JSON to the configured endpoint:
 
-* signed with HMAC-SHA256 — ``X-Bangban-Signature: sha256=<hex>`` over
-  ``"<X-Bangban-Timestamp>." + body`` (the timestamp is signed too, so an old request cannot be
-  replayed beyond the receiver's clock window);
+* signed with HMAC-SHA256 as core.hotline_wire says (the contract with 12345);
 * with ``Idempotency-Key: <the ticket's key>`` on every attempt.
 
 Exactly once at the receiver: the job marks the ticket 'sending' (and counts the attempt) before
 it POSTs, and the receiver de-duplicates by Idempotency-Key, so POSTing a ticket again is always
 safe — the receiver answers "already have it" and the ticket becomes 'sent', recorded once.
 
-Nothing is lost when Redis or a worker is: :func:`recover_stuck` (run every few seconds by the
-app, see core.hotline_api, and by ``bangban dispatch recover``) re-enqueues, from the SQL truth,
-every ticket still 'created' or 'sending' whose delivery job is gone or dead — a ticket whose
-enqueue failed because Redis was down, or one whose worker was killed mid-POST (RQ 3 itself only
-notices such a job when its heartbeat has expired and a worker runs its maintenance, which can take
-10 minutes). Each ticket remembers its current job in Redis (``job_key``); a job superseded by a
-re-enqueued one does nothing when it runs (and its failure does not make the ticket 'dead').
+Nothing is lost when Redis or a worker is: core.ticket_recovery re-enqueues, from the SQL
+truth, every ticket still 'created' or 'sending' whose delivery job is gone or dead. Each ticket
+remembers its current job in Redis (``job_key``); a job superseded by a re-enqueued one does
+nothing when it runs (and its failure does not make the ticket 'dead').
 
 Failures are retried by RQ with back-off (``DispatchConfig.retry_intervals``, 5 s, 30 s, 2 min,
 10 min by default; the intervals need a worker running with its scheduler, as ``bangban worker``
@@ -27,29 +22,25 @@ does) up to ``max_attempts``. When they are exhausted, or the receiver refuses t
 that supervisors read with :func:`dead_letters`.
 
 12345's status updates (受理 accepted / 办结 done / 退回 returned) come back signed the same way
-to ``CALLBACK_PATH`` and move the ticket forward (``PROGRESS``); core.hotline_api applies them.
+to ``hotline_wire.CALLBACK_PATH`` and move the ticket forward (``hotline_wire.PROGRESS``);
+core.hotline_api applies them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import re
 import secrets
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.exceptions import RedisError
-from rq import Callback, Retry
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq import Callback
+from rq.job import Job
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -57,7 +48,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .config import Settings, load_settings
 from .db import create_engine
 from .db.schema import tickets
-from .errors import BangbanError, ConfigError, Conflict, NotFound, ValidationFailed
+from .errors import BangbanError, NotFound, ValidationFailed
+from .hotline_wire import (
+    IDEMPOTENCY_HEADER,
+    DispatchConfig,
+    dispatch_config,
+    mask_contact,
+    signed_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +64,6 @@ DEAD_LETTERS_KEY = "tickets:dead"
 #: Redis key holding the id of the RQ job now responsible for a ticket's delivery
 JOB_KEY = "tickets:job:{}"
 JOB_KEY_TTL_S = 14 * 24 * 3600
-#: a ticket 'created' or 'sending' this long without a live job is re-enqueued; RQ heartbeats a
-#: running job every 30 s, so a started job silent for longer than this has lost its worker
-RECOVER_AFTER_S = 90.0
-#: where 12345 posts status updates (core.hotline_api serves it)
-CALLBACK_PATH = "/api/hotline/v1/callback"
-SIGNATURE_HEADER = "X-Bangban-Signature"
-TIMESTAMP_HEADER = "X-Bangban-Timestamp"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-#: how far a signed request's timestamp may be from our clock
-MAX_SKEW_S = 300
-
-STATUSES = ("created", "sending", "sent", "accepted", "done", "returned", "dead")
-#: statuses 12345 reports back, with the words its staff use
-CALLBACK_STATUSES = {"accepted": "受理", "done": "办结", "returned": "退回"}
-#: forward-only progress; a callback never moves a ticket backwards
-PROGRESS = {"created": 0, "sending": 1, "dead": 1, "sent": 2, "accepted": 3, "done": 4,
-            "returned": 4}
 _DELIVERED = {"sent", "accepted", "done", "returned"}
 
 
@@ -94,76 +75,11 @@ class PermanentDispatchError(DispatchError):
     """The receiver refused the ticket itself: retrying would not help."""
 
 
-class BadSignature(BangbanError):
-    code = "bad_signature"
-
-
-class DispatchConfig(BaseModel):
-    """Where and how tickets are delivered (passed to the job, so any worker can run it)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    endpoint: str
-    secret: str = Field(min_length=8)
-    #: seconds before each retry (exponential back-off); the last one repeats if needed
-    retry_intervals: list[int] = Field(default_factory=lambda: [5, 30, 120, 600])
-    #: the cap: attempts in all, the first one included
-    max_attempts: int = Field(default=5, ge=1, le=50)
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    #: where 12345 should send status updates (sent along with the ticket)
-    callback_url: str | None = None
-    queue: str = "default"
-    #: the deployment's Redis key prefix (``redis.prefix``): a worker serving several
-    #: deployments keeps each one's dead letters and job markers apart
-    key_prefix: str = "bangban:"
-
-    @field_validator("endpoint", "callback_url")
-    @classmethod
-    def _http(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError("must be an http:// or https:// URL")
-        return v
-
-    @field_validator("retry_intervals")
-    @classmethod
-    def _non_negative(cls, v: list[int]) -> list[int]:
-        if not v or any(i < 0 for i in v):
-            raise ValueError("at least one interval, none negative")
-        return v
-
-    def retry(self) -> Retry | None:
-        if self.max_attempts <= 1:
-            return None
-        return Retry(max=self.max_attempts - 1, interval=self.retry_intervals)
-
-
-def dispatch_config(settings: Settings) -> DispatchConfig | None:
-    """The delivery configuration from ``settings.dispatch``; None when dispatch is off.
-
-    The one place settings become a DispatchConfig, so the workspace, the recovery sweep and a
-    job enqueued without one all deliver the same way. Raises ConfigError on an unusable value.
-    """
-    d = settings.dispatch
-    if not d.endpoint:
-        return None
-    try:
-        return DispatchConfig(
-            endpoint=d.endpoint, secret=d.secret or "", retry_intervals=d.retry_intervals,
-            max_attempts=d.max_attempts, timeout_s=d.timeout_s, queue=d.queue,
-            key_prefix=settings.redis.prefix,
-            callback_url=d.callback_url or settings.public_url.rstrip("/") + CALLBACK_PATH)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in ("dispatch", *err["loc"]))
-        raise ConfigError(f"invalid configuration: {field}: "
-                          f"{err['msg'].removeprefix('Value error, ')}") from None
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(dt: datetime | None) -> datetime | None:
+def aware(dt: datetime | None) -> datetime | None:
     return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -171,51 +87,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{int(time.time() * 1000):011x}{secrets.token_hex(6)}"
 
 
-# -- signatures -------------------------------------------------------------------------------
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def signed_headers(secret: str, body: bytes, now: float | None = None) -> dict[str, str]:
-    ts = str(int(now if now is not None else time.time()))
-    return {"Content-Type": "application/json; charset=utf-8", TIMESTAMP_HEADER: ts,
-            SIGNATURE_HEADER: sign(secret, ts, body)}
-
-
-def verify(secret: str, body: bytes, signature: str | None, timestamp: str | None, *,
-           now: float | None = None, max_skew: int = MAX_SKEW_S) -> None:
-    """Raise :class:`BadSignature` unless ``signature`` is ours over ``timestamp`` and ``body``."""
-    if not signature or not timestamp or not timestamp.isdigit():
-        raise BadSignature("missing or malformed signature headers")
-    if abs((now if now is not None else time.time()) - int(timestamp)) > max_skew:
-        raise BadSignature("timestamp outside the allowed window")
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
-        raise BadSignature("signature does not match")
-
-
-def mask_contact(contact: str | None) -> str | None:
-    """138****1234 for a phone number; other contacts keep only their ends."""
-    if not contact:
-        return None
-    c = contact.strip()
-    digits = re.sub(r"\D", "", c)
-    if len(digits) >= 7 and len(digits) == len(c.replace(" ", "").replace("-", "").lstrip("+")):
-        return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
-    if len(c) <= 2:
-        return "*" * len(c)
-    return c[0] + "*" * min(len(c) - 2, 8) + c[-1]
-
-
 # -- creating and delivering ------------------------------------------------------------------
 
 
-def _ticket(row: Any) -> dict[str, Any]:
+def ticket_dict(row: Any) -> dict[str, Any]:
     out = dict(row)
     for k in ("created_at", "updated_at"):
-        out[k] = _aware(out[k])
+        out[k] = aware(out[k])
     return out
 
 
@@ -225,7 +103,7 @@ async def get_ticket(engine: AsyncEngine, ticket_id: str) -> dict[str, Any]:
                ).mappings().first()
     if row is None:
         raise NotFound(f"no ticket {ticket_id}")
-    return _ticket(row)
+    return ticket_dict(row)
 
 
 async def list_tickets(engine: AsyncEngine, *, status: str | None = None,
@@ -236,7 +114,7 @@ async def list_tickets(engine: AsyncEngine, *, status: str | None = None,
     if units is not None:
         q = q.where(tickets.c.unit.in_(units))
     async with engine.connect() as conn:
-        return [_ticket(r) for r in (await conn.execute(q)).mappings().all()]
+        return [ticket_dict(r) for r in (await conn.execute(q)).mappings().all()]
 
 
 def enqueue_delivery(rq_connection, ticket_id: str, dispatch: DispatchConfig,  # noqa: ANN001
@@ -295,7 +173,7 @@ async def create_ticket(engine: AsyncEngine, rq_connection, *, conversation_id: 
                    ).mappings().first()
         if row is None:
             raise
-        return _ticket(row)
+        return ticket_dict(row)
     try:
         await asyncio.to_thread(enqueue_delivery, rq_connection, ticket_id, dispatch, settings)
     except (RedisError, OSError) as exc:
@@ -323,7 +201,7 @@ def ticket_payload(row: dict[str, Any], dispatch: DispatchConfig) -> dict[str, A
         "conversation_id": row["conversation_id"], "unit": row["unit"],
         "summary": row["summary"], "transcript": row["transcript"],
         "citizen_contact": row["citizen_contact"],
-        "created_at": _aware(row["created_at"]).isoformat(),
+        "created_at": aware(row["created_at"]).isoformat(),
         "callback_url": dispatch.callback_url,
     }
 
@@ -364,7 +242,7 @@ async def _claim(engine: AsyncEngine, ticket_id: str, max_attempts: int) -> dict
             raise PermanentDispatchError(f"{row['attempts']} attempts already made")
         await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
             status="sending", attempts=tickets.c.attempts + 1, updated_at=utcnow()))
-    return _ticket(row)
+    return ticket_dict(row)
 
 
 async def _mark_sent(engine: AsyncEngine, ticket_id: str, external_id: str | None) -> str:
@@ -400,7 +278,7 @@ async def _mark_dead(engine: AsyncEngine, ticket_id: str,
             return None
         row = (await conn.execute(select(tickets).where(tickets.c.id == ticket_id))
                ).mappings().one()
-    return _ticket(row)
+    return ticket_dict(row)
 
 
 def _push_dead_letter(connection, row: dict[str, Any], prefix: str) -> None:  # noqa: ANN001
@@ -494,99 +372,6 @@ def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # n
                     dead["last_error"])
 
 
-# -- recovery: re-enqueue from the SQL truth --------------------------------------------------
-
-
-def _delivery_alive(connection, ticket_id: str, now: datetime,  # noqa: ANN001
-                    stale_after_s: float, prefix: str) -> bool:
-    """Whether the ticket's current job will still run or is running on a live worker."""
-    job_id = connection.get(job_key(prefix, ticket_id))
-    if job_id is None:
-        return False
-    try:
-        job = Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
-                        connection=connection)
-    except NoSuchJobError:
-        return False
-    status = job.get_status(refresh=False)
-    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED):
-        return True
-    if status == JobStatus.STARTED:
-        beat = job.last_heartbeat or job.started_at
-        return beat is not None and (now - _aware(beat)).total_seconds() < stale_after_s
-    return False  # finished, failed, stopped or cancelled while the ticket is still undelivered
-
-
-async def recover_stuck(engine: AsyncEngine, rq_connection,  # noqa: ANN001
-                        dispatch: DispatchConfig, *, settings: dict[str, Any] | None = None,
-                        stale_after_s: float = RECOVER_AFTER_S, now: datetime | None = None,
-                        limit: int = 200) -> list[str]:
-    """Re-enqueue tickets stuck in 'created' / 'sending' for ``stale_after_s`` whose delivery job
-    is gone (Redis was down or lost it) or dead (its worker was killed); returns their ids.
-
-    Safe to run anywhere, any number of times: a ticket whose job is queued, scheduled for a
-    retry or running on a live worker is left alone, the new job supersedes the old one, and the
-    receiver de-duplicates by Idempotency-Key. Raises RedisError when Redis is unreachable.
-    """
-    now = now or utcnow()
-    cutoff = now - timedelta(seconds=stale_after_s)
-    q = (select(tickets.c.id).where(tickets.c.status.in_(("created", "sending")),
-                                    tickets.c.updated_at < cutoff)
-         .order_by(tickets.c.updated_at, tickets.c.id).limit(limit))
-    async with engine.connect() as conn:
-        candidates = list((await conn.execute(q)).scalars())
-
-    def requeue() -> list[str]:
-        done = []
-        for ticket_id in candidates:
-            if _delivery_alive(rq_connection, ticket_id, now, stale_after_s,
-                               dispatch.key_prefix):
-                continue
-            enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
-            done.append(ticket_id)
-        return done
-
-    recovered = await asyncio.to_thread(requeue) if candidates else []
-    for ticket_id in recovered:
-        log.warning("ticket %s had no live delivery job; queued it again", ticket_id)
-    return recovered
-
-
-async def resend_ticket(engine: AsyncEngine, rq_connection, ticket_id: str,  # noqa: ANN001
-                        dispatch: DispatchConfig, *, settings: dict[str, Any] | None = None
-                        ) -> dict[str, Any]:
-    """A supervisor's second try at a dead ticket (12345 was down for hours, its endpoint was
-    misconfigured): back to 'created' with its attempts reset and off the dead-letter list,
-    delivered by a new job under the same Idempotency-Key, so 12345 still records it once.
-    Conflict unless the ticket is dead. Should Redis fail after the SQL update, the recovery
-    sweep finds the ticket 'created' without a job and queues it: nothing is lost either way."""
-    async with engine.begin() as conn:
-        row = (await conn.execute(update(tickets).where(
-            tickets.c.id == ticket_id, tickets.c.status == "dead"
-        ).values(status="created", attempts=0, updated_at=utcnow()).returning(tickets)
-        )).mappings().first()
-        if row is None:
-            status = (await conn.execute(select(tickets.c.status)
-                                         .where(tickets.c.id == ticket_id))).scalar()
-            if status is None:
-                raise NotFound(f"no ticket {ticket_id}")
-            raise Conflict(f"只能重新派送派单失败的工单（该工单状态：{status}）。")
-
-    def requeue() -> None:
-        enqueue_delivery(rq_connection, ticket_id, dispatch, settings)
-        key = dead_letters_key(dispatch.key_prefix)
-        for raw in rq_connection.lrange(key, 0, -1):
-            if json.loads(raw).get("ticket_id") == ticket_id:
-                rq_connection.lrem(key, 0, raw)
-
-    try:
-        await asyncio.to_thread(requeue)
-    except RedisError:
-        log.warning("ticket %s: resend recorded, queueing left to the recovery sweep",
-                    ticket_id, exc_info=True)
-    return _ticket(row)
-
-
 def dead_letters_key(prefix: str) -> str:
     """The dead-letter list of the deployment whose ``redis.prefix`` this is."""
     return prefix + DEAD_LETTERS_KEY
@@ -613,8 +398,7 @@ def parse_dead_letters(raw: list[bytes | str], *, units: list[str] | None = None
     return items[:limit]
 
 
-__all__ = ["DispatchConfig", "dispatch_config", "dispatcher", "create_ticket", "deliver_ticket",
-           "delivery_failed", "recover_stuck", "resend_ticket", "dead_letters", "parse_dead_letters",
-           "get_ticket", "list_tickets", "sign", "verify", "signed_headers", "mask_contact",
-           "post_ticket", "BadSignature", "DispatchError", "CALLBACK_PATH", "CALLBACK_STATUSES",
-           "dead_letters_key", "job_key", "STATUSES"]
+__all__ = ["dispatcher", "create_ticket", "deliver_ticket", "delivery_failed", "enqueue_delivery",
+           "dead_letters", "parse_dead_letters", "get_ticket", "list_tickets", "ticket_payload",
+           "post_ticket", "DispatchError", "PermanentDispatchError", "dead_letters_key", "job_key",
+           "ticket_dict", "aware", "utcnow"]

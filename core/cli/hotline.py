@@ -56,7 +56,8 @@ def dispatch_recover(settings: Settings, older_than: float | None) -> None:
     from ..db import create_engine
     from ..errors import ConfigError
     from ..redisconn import embedded_for, sync_client
-    from ..tickets import RECOVER_AFTER_S, dispatch_config, recover_stuck
+    from ..hotline_wire import dispatch_config
+    from ..ticket_recovery import RECOVER_AFTER_S, recover_stuck
 
     d = dispatch_config(settings)
     if d is None:

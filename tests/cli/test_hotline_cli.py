@@ -10,7 +10,8 @@ import time
 import urllib.error
 import urllib.request
 
-from core.tickets import DispatchConfig, post_ticket
+from core.hotline_wire import DispatchConfig
+from core.tickets import post_ticket
 from tests.conftest import bangban_executable
 
 from .conftest import clean_env, ok, output, run_cli

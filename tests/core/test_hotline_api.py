@@ -20,17 +20,8 @@ from core.db.schema import tickets
 from core.hotline_api import MAX_CALLBACK_BYTES, apply_callback, citizen_text
 from core.hotline_sim import HotlineSim, RunningSim
 from core.staff import StaffStore
-from core.tickets import (
-    CALLBACK_PATH,
-    BadSignature,
-    DispatchConfig,
-    dead_letters_key,
-    get_ticket,
-    job_key,
-    post_ticket,
-    signed_headers,
-    ticket_payload,
-)
+from core.hotline_wire import CALLBACK_PATH, BadSignature, DispatchConfig, signed_headers
+from core.tickets import dead_letters_key, get_ticket, job_key, post_ticket, ticket_payload
 from core.errors import NotFound, ValidationFailed
 from tests.conftest import bangban_executable
 from tests.console.test_auth import PASSWORD, login
@@ -281,7 +272,7 @@ async def test_the_app_sweep_queues_a_ticket_stuck_in_created(aiohttp_client, se
                                                               monkeypatch, database_url,
                                                               redis_url, tmp_path):
     monkeypatch.setattr(hotline_api, "RECOVER_EVERY_S", 0.1)
-    monkeypatch.setattr("core.tickets.RECOVER_AFTER_S", 60.0)
+    monkeypatch.setattr("core.ticket_recovery.RECOVER_AFTER_S", 60.0)
     with RunningSim(HotlineSim(SECRET)) as sim:
         configured = with_dispatch(settings, endpoint=f"{sim.url}/tickets", queue=queue_name,
                                    retry_intervals=[0])

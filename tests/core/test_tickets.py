@@ -1,6 +1,6 @@
 """12345 dispatch: tickets delivered by a real RQ worker to the stand-in receiver, retried, dead-
 lettered and de-duplicated — on the test database and Redis. (Callbacks: test_hotline_api.py;
-killed workers and Redis outages: test_tickets_recovery.py.)"""
+killed workers and Redis outages: test_tickets_recovery.py; signatures: test_hotline_wire.py.)"""
 
 from __future__ import annotations
 
@@ -14,18 +14,14 @@ from core import jobs
 from core.db import create_engine
 from core.db.schema import tickets
 from core.hotline_sim import HotlineSim, RunningSim
+from core.hotline_wire import DispatchConfig
 from core.tickets import (
-    BadSignature,
-    DispatchConfig,
     create_ticket,
     dead_letters,
     dead_letters_key,
     get_ticket,
-    mask_contact,
     post_ticket,
-    sign,
     ticket_payload,
-    verify,
 )
 from tests.core.test_jobs import run_burst_worker
 
@@ -213,41 +209,3 @@ def test_a_delivered_ticket_is_not_sent_again(db, rq_redis, queue_name, settings
     work(queue_name, rq_redis)
     assert sim.sim.requests == 1
     assert db(lambda e: get_ticket(e, ticket["id"]))["attempts"] == 1
-
-
-# -- small pieces -----------------------------------------------------------------------------
-
-
-def test_sign_and_verify():
-    body = b'{"a":1}'
-    sig = sign(SECRET, "1700000000", body)
-    assert sig.startswith("sha256=") and len(sig) == 71
-    verify(SECRET, body, sig, "1700000000", now=1700000100)
-    for args in [(body + b" ", sig, "1700000000"), (body, sig, "1700000001"),
-                 (body, sig, "not-a-time"), (body, "", "1700000000")]:
-        with pytest.raises(BadSignature):
-            verify(SECRET, *args, now=1700000100)
-    with pytest.raises(BadSignature):
-        verify(SECRET, body, sig, "1700000000", now=1700000000 + 301)
-
-
-@pytest.mark.parametrize("raw, masked", [
-    ("13812345678", "138****5678"), ("138-1234-5678", "138****5678"),
-    ("021-12345678", "021****5678"), (None, None), ("", None), ("ab", "**"),
-    ("wx_user_abc", "w********c"),
-])
-def test_mask_contact(raw, masked):
-    assert mask_contact(raw) == masked
-
-
-def test_dispatch_config_is_validated():
-    from pydantic import ValidationError
-
-    for bad in [{"endpoint": "ftp://x", "secret": SECRET}, {"endpoint": "http://x", "secret": "s"},
-                {"endpoint": "http://x", "secret": SECRET, "retry_intervals": [-1]},
-                {"endpoint": "http://x", "secret": SECRET, "max_attempts": 0}]:
-        with pytest.raises(ValidationError):
-            DispatchConfig.model_validate(bad)
-    d = DispatchConfig(endpoint="http://x", secret=SECRET)
-    assert (d.retry().max, d.retry().intervals) == (4, [5, 30, 120, 600])
-    assert d.model_copy(update={"max_attempts": 1}).retry() is None

@@ -4,7 +4,7 @@ ticket is made. Real `bangban worker` processes, a real (restarted) Redis, the s
 What RQ 3 does by itself with a job whose worker was SIGKILLed: nothing for a while. The job stays
 'started' in the StartedJobRegistry until its heartbeat TTL (30 s + 60 s) has passed *and* some
 worker runs its maintenance (at start-up, then every 10 minutes); then it is retried if it has
-retries left, else failed. core.tickets.recover_stuck does not wait for that: it works from the SQL
+retries left, else failed. core.ticket_recovery.recover_stuck does not wait for that: it works from the SQL
 row and re-enqueues the ticket as soon as its job looks dead, and the old job, superseded, does
 nothing when RQ finally gets round to it.
 """
@@ -26,15 +26,9 @@ from core import jobs
 from core.errors import ConfigError
 from core.hotline_sim import HotlineSim, RunningSim
 from core.redisconn import EmbeddedRedis, sync_client
-from core.tickets import (
-    DispatchConfig,
-    create_ticket,
-    dispatch_config,
-    get_ticket,
-    job_key,
-    recover_stuck,
-    utcnow,
-)
+from core.hotline_wire import DispatchConfig, dispatch_config
+from core.ticket_recovery import recover_stuck
+from core.tickets import create_ticket, get_ticket, job_key, utcnow
 from tests.conftest import bangban_executable
 from tests.core.test_jobs import run_burst_worker
 from tests.core.test_tickets import SECRET, TRANSCRIPT, db, no_dead_letters, sim  # noqa: F401
