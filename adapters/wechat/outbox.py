@@ -37,7 +37,7 @@ from core.dialog.models import Outbound
 from core.handoff.store import HandoffStore
 
 from . import sender
-from .render import pack, render_text
+from .render import parts
 
 if TYPE_CHECKING:
     from .adapter import WeChatAdapter
@@ -154,10 +154,9 @@ class Outbox:
         if not await self.window_open(channel_user):
             await self._closed(context, won)
             return
-        texts = pack([render_text(o) for o in won])
         try:
-            await asyncio.to_thread(sender.enqueue, self.rq, self.config, account, openid, texts,
-                                    context, self.adapter.job_settings)
+            await asyncio.to_thread(sender.enqueue, self.rq, self.config, account, openid,
+                                    parts(won), context, self.adapter.job_settings)
         except Exception:
             # Redis refused the job: give the claims back, so the bus copy that reaches
             # another process (or a later push) can try again

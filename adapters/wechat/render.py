@@ -1,11 +1,12 @@
 """The core's Outbound as WeChat text: one message's text, packing into platform messages, the
 passive (in-response) reply.
 
-WeChat shows text only here: links become "title: url" lines (WeChat makes URLs tappable),
-quick replies a numbered menu ("回复 1、2、3 选择"; the core maps the digit back to the option),
-and an agent's rating request the "回复1-5" prompt, whose digits the core's rating flow reads.
-Pictures an agent sends cannot be shown without uploading them to the platform first (not done
-yet): the citizen is told there is one.
+Links become "title: url" lines (WeChat makes URLs tappable), quick replies a numbered menu
+("回复 1、2、3 选择"; the core maps the digit back to the option), and an agent's rating request
+the "回复1-5" prompt, whose digits the core's rating flow reads. An agent's picture goes out by
+the customer-service API as an image message of its own (``parts``; sender.py uploads it);
+where it cannot (the passive reply carries one text, a voice note is not forwarded) the citizen
+is told there is one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 
+from core.attachments import id_from_url
 from core.dialog.models import Outbound
 from core.ratings import TEXT_PROMPT
 
@@ -24,7 +26,14 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _MARKERS = {"image": "[图片]", "voice": "[语音]", "file": "[文件]"}
 
 
-def render_text(out: Outbound) -> str:
+def pictures(out: Outbound) -> list[str]:
+    """The attachment ids of the message's stored pictures (what the API can send)."""
+    return [i for a in out.attachments if a.kind == "image" and (i := id_from_url(a.url))]
+
+
+def render_text(out: Outbound, *, pictures_sent: bool = False) -> str:
+    """The message as text; ``pictures_sent``: its pictures go out as image messages, so only
+    what is not sent (voice, files) is announced."""
     if out.rating is not None and out.rating.segment == "agent":
         # "回复1-5" instead of the numbered menu: the levels read the same either way (1 = 非常
         # 不满意 … 5 = 非常满意), and the prompt says it in one line
@@ -33,11 +42,31 @@ def render_text(out: Outbound) -> str:
         text = "\n".join(p for p in parts if p)
     else:
         text = out.plain_text()
-    if out.attachments:
-        marks = "".join(_MARKERS.get(a.kind, "[附件]") for a in out.attachments)
+    shown = set(pictures(out)) if pictures_sent else set()
+    unshown = [a for a in out.attachments if id_from_url(a.url) not in shown or a.kind != "image"]
+    if unshown:
+        marks = "".join(_MARKERS.get(a.kind, "[附件]") for a in unshown)
         note = f"{marks}（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）"
         text = f"{text}\n\n{note}" if text else note
     return _NOT_XML.sub("", text)
+
+
+def parts(outs: list[Outbound]) -> list[str | dict[str, str]]:
+    """What the customer-service API sends for these messages, in order: their texts packed
+    into as few messages as fit, and each picture as an image message after its text."""
+    out: list[str | dict[str, str]] = []
+    run: list[str] = []
+    for o in outs:
+        text = render_text(o, pictures_sent=True)
+        if text:
+            run.append(text)
+        images = pictures(o)
+        if images:
+            out.extend(pack(run))
+            run = []
+            out.extend({"image": i} for i in images)
+    out.extend(pack(run))
+    return out
 
 
 def _size(text: str) -> int:
@@ -99,4 +128,4 @@ def passive_xml(to_user: str, from_user: str, content: str, now: int | None = No
             "</xml>")
 
 
-__all__ = ["render_text", "split", "pack", "passive_xml", "MAX_BYTES"]
+__all__ = ["render_text", "pictures", "parts", "split", "pack", "passive_xml", "MAX_BYTES"]

@@ -1,11 +1,14 @@
 """Sending by the customer-service message API (客服消息): an RQ job, with retries and one shared
 access token.
 
-One job sends one batch of texts to one citizen, in order (``adapters.wechat.outbox`` makes the
-batch and guarantees one job per message). Exactly once towards the platform:
+One job sends one batch of parts to one citizen, in order (``adapters.wechat.outbox`` makes the
+batch and guarantees one job per message). A part is a text, or ``{"image": <attachment id>}``:
+an agent's picture, read from SQL, uploaded as temporary media (``media/upload``, valid three
+days; the media id is kept in Redis so a retry does not upload it again) and sent as an image
+message. Exactly once towards the platform:
 
-- each text is one API call whose success is recorded in Redis under the job's id and the
-  text's index *before* the job goes on, so a retried job skips what was accepted already;
+- each part is one send whose success is recorded in Redis under the job's id and the
+  part's index *before* the job goes on, so a retried job skips what was accepted already;
 - a failure the platform reports (an ``errcode``, an HTTP error) or a connection that could not
   be made means "not accepted": safe to retry (RQ, with back-off, up to ``max_attempts``);
 - a request that was sent but whose answer never came (a read timeout, a dropped connection)
@@ -49,8 +52,10 @@ TOKEN_INVALID = {40001, 40014, 42001}
 #: answers no retry can change: window closed, quota spent, unknown / unfollowed user, no right
 WINDOW_CLOSED = {45015: "window", 45047: "quota"}
 PERMANENT = {40003, 43004, 48001, 45002, 40008, 41001, 40013, 40125, 40164, 61024}
-#: how long the outcome of each text of a job is remembered (a retry reads it)
+#: how long the outcome of each part of a job is remembered (a retry reads it)
 PART_TTL_S = 7 * 24 * 3600
+#: an uploaded picture's media id is kept this long: temporary media live three days
+MEDIA_TTL_S = 2 * 24 * 3600
 DEAD_LETTERS = "wechat:dead"
 
 
@@ -80,15 +85,18 @@ class Uncertain(BangbanError):
 
 
 def _call(url: str, payload: dict[str, Any] | None, timeout: float, *,
-          sent_matters: bool) -> dict[str, Any]:
-    """POST JSON (GET when ``payload`` is None) and return the JSON answer.
+          sent_matters: bool, body: tuple[bytes, str] | None = None) -> dict[str, Any]:
+    """POST JSON (GET when ``payload`` is None; ``body``: raw bytes and their content type
+    instead) and return the JSON answer.
 
     ``sent_matters``: whether a request that reached the platform unanswered is Uncertain (a
-    send) or merely failed (a token fetch, which is safe to repeat).
+    send) or merely failed (a token fetch or an upload, which are safe to repeat).
     """
-    data = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+    data, ctype = body or (None if payload is None else
+                           json.dumps(payload, ensure_ascii=False).encode(),
+                           "application/json; charset=utf-8")
     req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
-                                 headers={"Content-Type": "application/json; charset=utf-8"})
+                                 headers={"Content-Type": ctype})
     try:
         # urllib wraps failures *before* the request was fully sent (DNS, connect, write) in
         # URLError; what fails after it (waiting for or reading the answer) comes through as is
@@ -172,17 +180,18 @@ class Tokens:
         return token
 
 
-def send_text(tokens: Tokens, openid: str, text: str) -> None:
-    """One customer-service text message; returns once the platform accepted it."""
+def _api(tokens: Tokens, path: str, payload: dict[str, Any] | None, *, sent_matters: bool,
+         body: tuple[bytes, str] | None = None) -> dict[str, Any]:
+    """One platform call with the shared token (renewed once if the platform refuses it);
+    raises Refused / SendError on an errcode, returns the answer otherwise."""
     token = tokens.get()
     for attempt in (1, 2):
-        answer = _call(f"{tokens.account.api_base}/cgi-bin/message/custom/send?access_token="
-                       f"{token}", {"touser": openid, "msgtype": "text",
-                                    "text": {"content": text}},
-                       tokens.timeout, sent_matters=True)
+        sep = "&" if "?" in path else "?"
+        answer = _call(f"{tokens.account.api_base}{path}{sep}access_token={token}", payload,
+                       tokens.timeout, sent_matters=sent_matters, body=body)
         code = answer.get("errcode", 0)
         if code == 0:
-            return
+            return answer
         errmsg = str(answer.get("errmsg", ""))
         if code in TOKEN_INVALID and attempt == 1:
             token = tokens.renew(token)
@@ -190,6 +199,66 @@ def send_text(tokens: Tokens, openid: str, text: str) -> None:
         if code in WINDOW_CLOSED or code in PERMANENT:
             raise Refused(code, errmsg)
         raise SendError(f"errcode {code}: {errmsg[:200]}")
+    raise SendError("the platform refused a fresh access token")  # pragma: no cover
+
+
+def send_text(tokens: Tokens, openid: str, text: str) -> None:
+    """One customer-service text message; returns once the platform accepted it."""
+    _api(tokens, "/cgi-bin/message/custom/send", {"touser": openid, "msgtype": "text",
+                                                  "text": {"content": text}}, sent_matters=True)
+
+
+def upload_image(tokens: Tokens, data: bytes, mime: str, name: str) -> str:
+    """Upload a picture as temporary media (multipart, field ``media``); its media id."""
+    boundary = f"----bangban{secrets.token_hex(12)}"
+    safe = "".join(c for c in name if c.isascii() and c.isalnum() or c in "._-") or "image"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; "
+            f"filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n").encode() + data + \
+        f"\r\n--{boundary}--\r\n".encode()
+    answer = _api(tokens, "/cgi-bin/media/upload?type=image", None, sent_matters=False,
+                  body=(body, f"multipart/form-data; boundary={boundary}"))
+    media_id = answer.get("media_id")
+    if not isinstance(media_id, str) or not media_id:
+        raise SendError("the platform took the upload but returned no media_id")
+    return media_id
+
+
+def send_image(tokens: Tokens, openid: str, media_id: str) -> None:
+    """One customer-service image message; returns once the platform accepted it."""
+    _api(tokens, "/cgi-bin/message/custom/send", {"touser": openid, "msgtype": "image",
+                                                  "image": {"media_id": media_id}},
+         sent_matters=True)
+
+
+def _picture(cfg: Settings, attachment_id: str) -> tuple[bytes, str, str] | None:
+    """(bytes, mime, file name) of an agent's picture, from SQL; None if it is gone."""
+    import asyncio
+
+    from core.attachments import AttachmentStore
+    from core.db import create_engine
+    from core.errors import NotFound
+
+    async def read() -> tuple[bytes, str, str] | None:
+        engine = create_engine(cfg.database_url)
+        try:
+            meta, data = await AttachmentStore(engine, cfg.handoff.max_image_bytes,
+                                               cfg.handoff.max_voice_bytes).get(attachment_id)
+        except NotFound:
+            return None
+        finally:
+            await engine.dispose()
+        return (data, meta.mime, meta.name or f"{attachment_id}.img") if meta.kind == "image" \
+            else None
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a worker process: no loop of its own here
+        return asyncio.run(read())
+    # run inside an event loop's thread (a SimpleWorker in an async program): a thread of its own
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, read()).result()
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -215,9 +284,10 @@ def window_closed_event(context: dict[str, Any], reason: str) -> dict[str, Any]:
             "channel": CHANNEL, "reason": reason, "text": text}
 
 
-def deliver(account: str, openid: str, texts: list[str], context: dict[str, Any],
-            settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """RQ job: send ``texts`` to ``openid`` of ``account``, in order.
+def deliver(account: str, openid: str, texts: list[str | dict[str, str]],
+            context: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """RQ job: send ``texts`` (the parts: texts and ``{"image": id}``) to ``openid`` of
+    ``account``, in order.
 
     ``context``: ``conversation``, ``unit`` and ``handoff`` of an open human-help service (for
     the agent's notices), ``messages`` (the message ids, for the logs). ``settings``: the
@@ -237,13 +307,21 @@ def deliver(account: str, openid: str, texts: list[str], context: dict[str, Any]
         return {"sent": 0, "error": "unknown account"}
     tokens = Tokens(connection, prefix, acc, wcfg.timeout_s)
     sent = skipped = uncertain = 0
-    for i, text in enumerate(texts):
+    for i, part in enumerate(texts):
         key = f"{prefix}wechat:part:{job.id}:{i}"
         if connection.get(key):
             skipped += 1  # accepted (or uncertain) on an earlier attempt of this job
             continue
         try:
-            send_text(tokens, openid, text)
+            if isinstance(part, str):
+                send_text(tokens, openid, part)
+            elif not _send_picture(tokens, cfg, connection, f"{prefix}wechat:media:{job.id}:{i}",
+                                   openid, part["image"]):
+                connection.set(key, "gone", ex=PART_TTL_S)
+                skipped += 1
+                log.warning("wechat: picture %s of %s is gone; not sent", part["image"],
+                            context.get("conversation"))
+                continue
         except Uncertain as exc:
             connection.set(key, "uncertain", ex=PART_TTL_S)
             uncertain += 1
@@ -261,6 +339,20 @@ def deliver(account: str, openid: str, texts: list[str], context: dict[str, Any]
         connection.set(key, "sent", ex=PART_TTL_S)
         sent += 1
     return {"sent": sent, "skipped": skipped, "uncertain": uncertain}
+
+
+def _send_picture(tokens: Tokens, cfg: Settings, connection, media_key: str,  # noqa: ANN001
+                  openid: str, attachment_id: str) -> bool:
+    """Upload (once per job part) and send one picture; False when the attachment is gone."""
+    media = connection.get(media_key)
+    if media is None:
+        picture = _picture(cfg, attachment_id)
+        if picture is None:
+            return False
+        media = upload_image(tokens, *picture)
+        connection.set(media_key, media, ex=MEDIA_TTL_S)
+    send_image(tokens, openid, media.decode() if isinstance(media, bytes) else media)
+    return True
 
 
 def send_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # noqa: ANN001
@@ -285,7 +377,7 @@ def send_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # noqa:
 
 
 def enqueue(connection, config: WeChatConfig, account: str, openid: str,  # noqa: ANN001
-            texts: list[str], context: dict[str, Any],
+            texts: list[str | dict[str, str]], context: dict[str, Any],
             settings: dict[str, Any] | None = None) -> Job:
     from core.jobs import queue
 
@@ -297,5 +389,5 @@ def enqueue(connection, config: WeChatConfig, account: str, openid: str,  # noqa
         description=f"wechat send {account} {context.get('conversation')}")
 
 
-__all__ = ["deliver", "enqueue", "send_failed", "send_text", "Tokens", "SendError", "Refused",
-           "Uncertain", "window_closed_event", "DEAD_LETTERS"]
+__all__ = ["deliver", "enqueue", "send_failed", "send_text", "send_image", "upload_image",
+           "Tokens", "SendError", "Refused", "Uncertain", "window_closed_event", "DEAD_LETTERS"]

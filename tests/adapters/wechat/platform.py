@@ -1,5 +1,6 @@
-"""A stand-in for the WeChat platform API (stable_token and the customer-service send), served on
-127.0.0.1 from a background thread, so RQ workers running on the test's main thread reach it.
+"""A stand-in for the WeChat platform API (stable_token, temporary media upload and the
+customer-service send), served on 127.0.0.1 from a background thread, so RQ workers running on
+the test's main thread reach it.
 
 It records every accepted send, counts token fetches, and can be told to answer the next sends
 with an errcode, an HTTP error, or not at all (to make the sender's timeout happen after the
@@ -22,7 +23,16 @@ from tests.support import ThreadedServer
 class Sent:
     app_id: str
     touser: str
+    #: a text's content, or "[image <media_id>]"
     content: str
+
+
+@dataclass
+class Media:
+    app_id: str
+    data: bytes
+    mime: str
+    filename: str
 
 
 @dataclass
@@ -37,12 +47,40 @@ class Platform:
     hang_s: float = 3.0
     tokens: dict[str, str] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    #: uploaded temporary media by media_id
+    media: dict[str, Media] = field(default_factory=dict)
+    uploads: int = 0
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/cgi-bin/stable_token", self.stable_token)
         app.router.add_post("/cgi-bin/message/custom/send", self.custom_send)
+        app.router.add_post("/cgi-bin/media/upload", self.upload)
         return app
+
+    def _app_of(self, request: web.Request) -> str | None:
+        token = request.query.get("access_token", "")
+        if token in self.revoked:
+            return None
+        return next((a for a, t in self.tokens.items() if t == token), None)
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """媒体文件上传 (temporary media): multipart with the file in field ``media``; answers
+        as the platform documents: {"type": …, "media_id": …, "created_at": …}."""
+        app_id = self._app_of(request)
+        if app_id is None:
+            return web.json_response({"errcode": 40001, "errmsg": "invalid credential"})
+        if request.query.get("type") != "image":
+            return web.json_response({"errcode": 40004, "errmsg": "invalid media type"})
+        form = await request.post()
+        part = form.get("media")
+        if not isinstance(part, web.FileField):
+            return web.json_response({"errcode": 41005, "errmsg": "media data missing"})
+        self.uploads += 1
+        media_id = f"media-{secrets.token_hex(8)}"
+        self.media[media_id] = Media(app_id, part.file.read(), part.content_type, part.filename)
+        return web.json_response({"type": "image", "media_id": media_id,
+                                  "created_at": 1700000000})
 
     async def stable_token(self, request: web.Request) -> web.Response:
         data = await request.json()
@@ -61,9 +99,8 @@ class Platform:
         self.revoked.add(self.tokens[app_id])
 
     async def custom_send(self, request: web.Request) -> web.Response:
-        token = request.query.get("access_token", "")
-        app_id = next((a for a, t in self.tokens.items() if t == token), None)
-        if app_id is None or token in self.revoked:
+        app_id = self._app_of(request)
+        if app_id is None:
             return web.json_response({"errcode": 40001, "errmsg": "invalid credential"})
         data = await request.json()
         failure = self.failures.pop(0) if self.failures else "ok"
@@ -73,9 +110,19 @@ class Platform:
             await asyncio.sleep(self.hang_s)
         elif failure != "ok":
             return web.json_response({"errcode": failure, "errmsg": f"failure {failure}"})
+        if data["msgtype"] == "image":
+            media_id = data["image"]["media_id"]
+            if media_id not in self.media:
+                return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
+            self.sent.append(Sent(app_id, data["touser"], f"[image {media_id}]"))
+            return web.json_response({"errcode": 0, "errmsg": "ok"})
         assert data["msgtype"] == "text", data
         self.sent.append(Sent(app_id, data["touser"], data["text"]["content"]))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    def picture(self, content: str) -> Media:
+        """The upload an "[image <media_id>]" send showed."""
+        return self.media[content.removeprefix("[image ").removesuffix("]")]
 
     def to(self, openid: str) -> list[str]:
         return [s.content for s in self.sent if s.touser == openid]

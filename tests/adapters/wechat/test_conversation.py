@@ -213,3 +213,39 @@ async def test_what_is_published_while_a_request_is_in_flight_is_delivered_once(
     await b.push(user, [later])
     work(queue_name, rq_redis)
     assert platform.platform.to("oRace") == ["通知", "坐席消息\n\n第二条"]
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
+       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
+       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+async def test_an_agents_picture_reaches_the_citizen_as_an_image(make_client, queue_name,
+                                                                 rq_redis, platform):
+    """The agent sends a picture with a caption: the citizen's WeChat shows the caption, then the
+    picture itself (uploaded as temporary media), not a "[图片]" placeholder."""
+    from core.attachments import AttachmentStore
+
+    client, cfg = await make_client(seed=True)
+    hub = client.app[HUB]
+    agent = await client.app[STAFF].add_user("wx-pic", PASSWORD, roles=("agent",),
+                                             units=list(hub.handoff.units), display_name="李老师")
+    assert await hub.desk.heartbeat(agent, "online")
+    c = Citizen(client)
+    sent = platform.platform.to
+    await c.say("转人工")
+    await c.say("1")
+    await eventually(lambda: jobs_queued(queue_name, rq_redis) == 1, what="the assignment notice")
+    work(queue_name, rq_redis)
+    h = next(x for x in (await hub.desk.board(agent))["mine"])
+
+    store = AttachmentStore(hub.engine, cfg.handoff.max_image_bytes, cfg.handoff.max_voice_bytes)
+    meta = await store.save(h["conversation_id"], "agent", agent.id, PNG, name="办理窗口.png")
+    await hub.desk.send(agent, h["id"], "请看这张图，窗口在二楼", attachments=[meta.to_attachment()])
+    await eventually(lambda: jobs_queued(queue_name, rq_redis) == 1, what="the picture's send job")
+    work(queue_name, rq_redis)
+    caption, image = sent(c.openid)[-2:]
+    assert caption == "请看这张图，窗口在二楼"  # no "[图片]" note: the picture itself follows
+    media = platform.platform.picture(image)
+    assert (media.data, media.mime) == (PNG, "image/png")
+    assert platform.platform.uploads == 1

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from adapters.wechat.config import WeChatConfig
 from adapters.wechat.crypto import AccountCrypto, BadPayload, BadSignature, signature
 from adapters.wechat.inbound import Malformed, message, parse, parse_xml, to_inbound
-from adapters.wechat.render import MAX_BYTES, pack, passive_xml, render_text, split
+from adapters.wechat.render import MAX_BYTES, pack, parts, passive_xml, render_text, split
 from core.dialog.models import Outbound, QuickReply, RatingRequest
 
 from . import vectors as v
@@ -155,6 +155,27 @@ def test_rendering_for_a_text_only_channel():
     assert all(len(p.encode()) <= MAX_BYTES for p in split("字" * 5000))
     xml = parse_xml(passive_xml("o1", "gh", "a]]>b<c>").encode())
     assert xml["Content"] == "a]]>b<c>" and xml["ToUserName"] == "o1"
+
+
+def test_an_agents_pictures_become_image_parts_and_only_the_rest_is_announced():
+    from core.dialog.models import Attachment
+
+    pic = Attachment(kind="image", url="/attachments/a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
+                     mime="image/png", size=10)
+    voice = Attachment(kind="voice", url="/attachments/f1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
+                       mime="audio/amr", size=10)
+    outs = [Outbound(action="agent", text="您好"),
+            Outbound(action="agent", text="看图", attachments=[pic, voice]),
+            Outbound(action="agent", text="还有问题吗")]
+    assert parts(outs) == [
+        "您好\n\n看图\n\n[语音]（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）",
+        {"image": "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"}, "还有问题吗"]
+    # rendered alone (as for one passive text) the picture would only be announced, so a reply
+    # with a picture, and what follows it, never go in the passive reply but by the API
+    assert render_text(outs[1]).endswith("[图片][语音]（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）")
+    from adapters.wechat import WeChatAdapter
+
+    assert WeChatAdapter._fit(outs) == outs[:1]
 
 
 def test_configuration_is_checked():

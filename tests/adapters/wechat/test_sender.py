@@ -129,3 +129,36 @@ def test_a_spent_quota_is_reported_and_ends_the_job(cfg, rq_redis, queue_name, p
     job = send(cfg, rq_redis, ["x"], account="gone")
     work(queue_name, rq_redis)
     assert Job.fetch(job.id, connection=rq_redis).return_value()["error"] == "unknown account"
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
+       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
+       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+async def test_a_picture_is_uploaded_once_and_sent_once_through_retries(engine, cfg, rq_redis,
+                                                                         queue_name, platform):
+    from core.attachments import AttachmentStore
+
+    store = AttachmentStore(engine, cfg.handoff.max_image_bytes, cfg.handoff.max_voice_bytes)
+    meta = await store.save("c1", "agent", "u1", PNG, name="材料清单.png")
+    # the text goes, the picture's send fails once (busy), then everything is retried
+    platform.platform.failures = ["ok", -1]
+    job = send(cfg, rq_redis, ["请看图", {"image": meta.id}, "看完请回复"])
+    work(queue_name, rq_redis)
+    texts = platform.platform.to("oCitizen")
+    assert texts[0] == "请看图" and texts[2] == "看完请回复" and texts[1].startswith("[image ")
+    assert platform.platform.picture(texts[1]).data == PNG
+    assert platform.platform.uploads == 1  # the retry reused the media id
+    assert Job.fetch(job.id, connection=rq_redis).return_value() == {
+        "sent": 2, "skipped": 1, "uncertain": 0}
+
+
+async def test_a_picture_that_is_gone_is_skipped_and_the_rest_sent(engine, cfg, rq_redis,
+                                                                    queue_name, platform):
+    job = send(cfg, rq_redis, [{"image": "a0000000000000000000000000000000"}, "文字照常"])
+    work(queue_name, rq_redis)
+    assert platform.platform.to("oCitizen") == ["文字照常"]
+    assert platform.platform.uploads == 0
+    assert Job.fetch(job.id, connection=rq_redis).return_value() == {
+        "sent": 1, "skipped": 1, "uncertain": 0}
