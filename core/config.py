@@ -121,6 +121,12 @@ class BotSettings(_Section):
     #: logistic calibration of the retrieval score: confidence = σ(slope · (score − midpoint))
     midpoint: float = 0.30
     slope: float = 10.0
+    #: a longer question matches any one KB phrasing less of itself, so the midpoint moves down
+    #: by this much per doubling of its length from ``length_reference`` characters (0: off),
+    #: within ``midpoint_range``
+    length_slope: float = Field(0.17, ge=0)
+    length_reference: int = Field(18, ge=1)
+    midpoint_range: tuple[float, float] = (0.18, 0.42)
     answer_confidence: float = Field(0.5, ge=0, le=1)
     #: taken from the score when the best match is an answer's text on a word that no KB
     #: question uses ("护照" mentioned in passing): the KB mentions it, it does not answer it

@@ -26,7 +26,7 @@ from ..kb.richtext import html_to_text
 from ..knowledge import Snapshot
 from ..reference import load_matters
 from ..nlu.index import Hit
-from ..nlu.text import normalise, numbered_choice
+from ..nlu.text import Analyzer, normalise, numbered_choice
 from ..config import BotSettings as BotPolicy
 from .models import Action, AnswerMeta, Link, QuickReply
 
@@ -83,8 +83,15 @@ class BotReply:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-def calibrate(score: float, policy: BotPolicy) -> float:
-    return 1.0 / (1.0 + math.exp(-policy.slope * (score - policy.midpoint)))
+def calibrate(score: float, policy: BotPolicy, length: int | None = None) -> float:
+    """P(right answer | score), as a logistic in the score whose midpoint depends on the
+    question's length in characters (see BotSettings.length_slope)."""
+    mid = policy.midpoint
+    if length and policy.length_slope:
+        lo, hi = policy.midpoint_range
+        mid = min(hi, max(lo, mid - policy.length_slope * math.log2(length
+                                                                    / policy.length_reference)))
+    return 1.0 / (1.0 + math.exp(-policy.slope * (score - mid)))
 
 
 def answer_body(entry: KbEntryBase) -> str:
@@ -187,7 +194,8 @@ class Bot:
                                         boost=snap.index.boost_for(ctx.matter, p.context_boost))
             if boosted:
                 hits = boosted
-        conf = calibrate(self._match_score(text, hits, snap), p) if hits else 0.0
+        conf = calibrate(self._match_score(text, hits, snap), p,
+                         len(Analyzer.chars(normalise(text)))) if hits else 0.0
         meta = AnswerMeta(intent=intent.label, confidence=round(conf, 4))
 
         # An out-of-scope request (涉法/涉诉/投诉) is never answered as a service question. A cue
