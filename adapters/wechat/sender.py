@@ -27,6 +27,7 @@ expiry, so this deployment never invalidates a token another system uses for the
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import logging
@@ -34,13 +35,16 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rq import Callback, Retry
 from rq.job import Job, get_current_job
 
+from core.attachments import AttachmentStore
 from core.config import Settings, load_settings
-from core.errors import BangbanError
+from core.db import create_engine
+from core.errors import BangbanError, NotFound
 
 from .config import WeChatAccount, WeChatConfig
 
@@ -232,11 +236,6 @@ def send_image(tokens: Tokens, openid: str, media_id: str) -> None:
 
 def _picture(cfg: Settings, attachment_id: str) -> tuple[bytes, str, str] | None:
     """(bytes, mime, file name) of an agent's picture, from SQL; None if it is gone."""
-    import asyncio
-
-    from core.attachments import AttachmentStore
-    from core.db import create_engine
-    from core.errors import NotFound
 
     async def read() -> tuple[bytes, str, str] | None:
         engine = create_engine(cfg.database_url)
@@ -255,8 +254,6 @@ def _picture(cfg: Settings, attachment_id: str) -> tuple[bytes, str, str] | None
     except RuntimeError:  # a worker process: no loop of its own here
         return asyncio.run(read())
     # run inside an event loop's thread (a SimpleWorker in an async program): a thread of its own
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, read()).result()
 
