@@ -139,6 +139,7 @@ class KbIndex:
         self.weights = weights or Weights()
         self.entries = list(entries)
         self.ids = [e.id for e in self.entries]
+        self.entry_matters = [e.matters for e in self.entries]  # a property that copies a list
         self.position = {eid: i for i, eid in enumerate(self.ids)}
         texts, owners, body = [], [], []
         for i, entry in enumerate(self.entries):
@@ -315,8 +316,9 @@ class KbIndex:
             seen.add(entry)
             e = self.entries[entry]
             row = int(rows[k])
-            hits.append(Hit(e.id, float(vals[k]), self.row_text[row], entry, e.matters, e.type,
-                            bool(self.row_body[row]), row))
+            hits.append(Hit(e.id, float(vals[k]), self.row_text[row], entry,
+                            list(self.entry_matters[entry]), e.type, bool(self.row_body[row]),
+                            row))
             if len(hits) == top:
                 break
         return hits

@@ -51,6 +51,9 @@ QUESTION_GROUPS: tuple[tuple[str, ...], ...] = (
 )
 NEGATIONS = ("不", "没", "别", "无", "非", "未", "勿")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十百千万亿]{2,}")
+# one search per group and one count for all negations: every question and row is profiled
+_GROUPS = tuple(re.compile("|".join(map(re.escape, g))) for g in QUESTION_GROUPS)
+_NEGATION = re.compile("[" + "".join(NEGATIONS) + "]")
 
 #: features of one candidate on its own
 _OWN: tuple[str, ...] = (
@@ -142,9 +145,8 @@ class _Raw:
         self.chars = Analyzer.chars(normalise(text))
         self.charset = frozenset(self.chars)
         self.bigrams = frozenset(self.chars[i:i + 2] for i in range(len(self.chars) - 1))
-        self.qgroups = frozenset(i for i, g in enumerate(QUESTION_GROUPS)
-                                 if any(w in self.chars for w in g))
-        self.negations = sum(self.chars.count(n) for n in NEGATIONS)
+        self.qgroups = frozenset(i for i, g in enumerate(_GROUPS) if g.search(self.chars))
+        self.negations = len(_NEGATION.findall(self.chars))
         self.numbers = frozenset(_NUMBER.findall(self.chars))
 
 
