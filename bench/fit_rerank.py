@@ -68,7 +68,6 @@ def build(name: str, data: Path, limit: int | None) -> tuple[Lists, float]:
     task = paraphrase_task(name, data / PUBLIC_FILES[name], limit)
     index = KbIndex(task.kb_entries, kb_analyzer(task.kb_entries))
     feats = Reranker(index, None, DEPTH)
-    a: Analyzer = index.analyzer
     pos = {eid: i for i, eid in enumerate(index.ids)}
     t0 = time.perf_counter()
     hits = []
@@ -81,8 +80,7 @@ def build(name: str, data: Path, limit: int | None) -> tuple[Lists, float]:
         excl = [h for h in hs if h.index == wanted
                 or Analyzer.chars(normalise(index.row_text[h.row_index])) != key][:DEPTH]
         asis = hs[:DEPTH]
-        ex = a.expand(q)
-        words, chars = a.words(ex, expanded=True), a.char_ngrams(ex, expanded=True)
+        words, chars = index.query_terms(q)
         out.want.append(wanted)
         out.asis.append(asis)
         out.excl.append(excl)
@@ -110,12 +108,10 @@ def build_kb(rounds: int = 3) -> Lists:
                 if i in asked else e for i, e in enumerate(entries)]
         index = KbIndex(held, kb_analyzer(held))
         feats = Reranker(index, None, DEPTH)
-        a = index.analyzer
         qs = list(asked.values())
         hits = index.search_many(qs, DEPTH)
         for (want, q), hs in zip(asked.items(), hits, strict=True):
-            ex = a.expand(q)
-            words, chars = a.words(ex, expanded=True), a.char_ngrams(ex, expanded=True)
+            words, chars = index.query_terms(q)
             X = np.asarray(feats.features(q, words, chars, hs)).reshape(-1, len(FEATURES))
             out.want.append(want)
             out.asis.append(hs)

@@ -89,6 +89,9 @@ class RedisSettings(_Section):
         return v
 
 
+RerankMode = Literal["auto", "on", "off"]
+
+
 class KbSettings(_Section):
     #: directory of seed KB files loaded on first start when the KB is empty
     seed_dir: Path | None = None
@@ -97,7 +100,7 @@ class KbSettings(_Section):
     refresh_interval_s: float = Field(5.0, ge=0)
     #: the search's re-ranker (config/rerank.yaml): auto = on for a KB whose questions are
     #: mostly phrased once (no 相似问法), where it helps, off otherwise (docs/architecture.md)
-    rerank: Literal["auto", "on", "off"] = "auto"
+    rerank: RerankMode = "auto"
 
 
 class WorkerSettings(_Section):

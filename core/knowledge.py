@@ -16,11 +16,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .config import RerankMode
 from .db.schema import kb_entries
 from .kb.models import KbEntryBase, entry_adapter
 from .kb.richtext import html_to_text
@@ -28,8 +28,6 @@ from .nlu.coverage import Coverage
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
 from .nlu.rerank import RerankModel, load_rerank_model
-
-RerankMode = Literal["auto", "on", "off"]
 from .nlu.text import Analyzer, normalise
 from .reference import load_matters
 from .tasks import cancel_and_wait

@@ -46,7 +46,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings, load_settings
-from .db import create_engine
 from .db.schema import tickets
 from .errors import BangbanError, NotFound, ValidationFailed
 from .hotline_wire import (
@@ -56,6 +55,7 @@ from .hotline_wire import (
     mask_contact,
     signed_headers,
 )
+from .jobs import queue, with_engine
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,6 @@ async def list_tickets(engine: AsyncEngine, *, status: str | None = None,
 def enqueue_delivery(rq_connection, ticket_id: str, dispatch: DispatchConfig,  # noqa: ANN001
                      settings: dict[str, Any] | None = None) -> Job:
     """Enqueue a delivery job and make it the ticket's current one (raises RedisError)."""
-    from .jobs import queue
-
     # The key is set before the job exists, so the job can never start and find another id there.
     job_id = f"ticket-{ticket_id}-{secrets.token_hex(4)}"
     rq_connection.set(job_key(dispatch.key_prefix, ticket_id), job_id, ex=JOB_KEY_TTL_S)
@@ -316,34 +314,30 @@ def deliver_ticket(ticket_id: str, settings: dict[str, Any] | None = None,
         # the recovery sweep gave the ticket to a newer job (this one's worker looked dead)
         return {"ticket_id": ticket_id, "skipped": True, "superseded": True}
 
-    async def run() -> dict[str, Any]:
-        engine = create_engine(cfg.database_url)
+    async def run(engine: AsyncEngine) -> dict[str, Any]:
         try:
-            try:
-                if d is None:
-                    raise PermanentDispatchError("dispatch is off (dispatch.endpoint not set)")
-                row = await _claim(engine, ticket_id, d.max_attempts)
-                if row is None:
-                    return {"ticket_id": ticket_id, "status": (await get_ticket(
-                        engine, ticket_id))["status"], "skipped": True}
-                answer = await asyncio.to_thread(post_ticket, ticket_payload(row, d), d)
-            except PermanentDispatchError as exc:
-                dead = await _mark_dead(engine, ticket_id, str(exc))
-                if dead is not None and job is not None:
-                    _push_dead_letter(job.connection, dead, prefix)
-                log.warning("ticket %s refused for good: %s", ticket_id, exc)
-                return {"ticket_id": ticket_id, "status": "dead", "error": str(exc)}
-            except DispatchError as exc:
-                await _note_error(engine, ticket_id, str(exc))
-                raise
-            status = await _mark_sent(engine, ticket_id, answer.get("id")
-                                      or answer.get("external_id"))
-            return {"ticket_id": ticket_id, "status": status,
-                    "duplicate": bool(answer.get("duplicate"))}
-        finally:
-            await engine.dispose()
+            if d is None:
+                raise PermanentDispatchError("dispatch is off (dispatch.endpoint not set)")
+            row = await _claim(engine, ticket_id, d.max_attempts)
+            if row is None:
+                return {"ticket_id": ticket_id, "status": (await get_ticket(
+                    engine, ticket_id))["status"], "skipped": True}
+            answer = await asyncio.to_thread(post_ticket, ticket_payload(row, d), d)
+        except PermanentDispatchError as exc:
+            dead = await _mark_dead(engine, ticket_id, str(exc))
+            if dead is not None and job is not None:
+                _push_dead_letter(job.connection, dead, prefix)
+            log.warning("ticket %s refused for good: %s", ticket_id, exc)
+            return {"ticket_id": ticket_id, "status": "dead", "error": str(exc)}
+        except DispatchError as exc:
+            await _note_error(engine, ticket_id, str(exc))
+            raise
+        status = await _mark_sent(engine, ticket_id, answer.get("id")
+                                  or answer.get("external_id"))
+        return {"ticket_id": ticket_id, "status": status,
+                "duplicate": bool(answer.get("duplicate"))}
 
-    return asyncio.run(run())
+    return with_engine(cfg.database_url, run)
 
 
 def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # noqa: ANN001
@@ -357,15 +351,8 @@ def delivery_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # n
     if _superseded(job, ticket_id, prefix):
         return  # a superseded job's failure says nothing about the ticket's newer job
 
-    async def run() -> dict[str, Any] | None:
-        engine = create_engine(cfg.database_url)
-        try:
-            return await _mark_dead(engine, ticket_id, f"{exc_type.__name__}: {exc_value}"
-                                    if exc_type else None)
-        finally:
-            await engine.dispose()
-
-    dead = asyncio.run(run())
+    dead = with_engine(cfg.database_url, lambda engine: _mark_dead(
+        engine, ticket_id, f"{exc_type.__name__}: {exc_value}" if exc_type else None))
     if dead is not None:
         _push_dead_letter(connection, dead, prefix)
         log.warning("ticket %s is dead after %d attempts: %s", ticket_id, dead["attempts"],

@@ -42,8 +42,8 @@ def render_text(out: Outbound, *, pictures_sent: bool = False) -> str:
         text = "\n".join(p for p in parts if p)
     else:
         text = out.plain_text()
-    shown = set(pictures(out)) if pictures_sent else set()
-    unshown = [a for a in out.attachments if id_from_url(a.url) not in shown or a.kind != "image"]
+    unshown = [a for a in out.attachments
+               if not (pictures_sent and a.kind == "image" and id_from_url(a.url))]
     if unshown:
         marks = "".join(_MARKERS.get(a.kind, "[附件]") for a in unshown)
         note = f"{marks}（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）"

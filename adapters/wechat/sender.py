@@ -27,7 +27,6 @@ expiry, so this deployment never invalidates a token another system uses for the
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import logging
@@ -35,16 +34,16 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rq import Callback, Retry
 from rq.job import Job, get_current_job
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.attachments import AttachmentStore
 from core.config import Settings, load_settings
-from core.db import create_engine
 from core.errors import BangbanError, NotFound
+from core.jobs import queue, with_engine
 
 from .config import WeChatAccount, WeChatConfig
 
@@ -237,25 +236,16 @@ def send_image(tokens: Tokens, openid: str, media_id: str) -> None:
 def _picture(cfg: Settings, attachment_id: str) -> tuple[bytes, str, str] | None:
     """(bytes, mime, file name) of an agent's picture, from SQL; None if it is gone."""
 
-    async def read() -> tuple[bytes, str, str] | None:
-        engine = create_engine(cfg.database_url)
+    async def read(engine: AsyncEngine) -> tuple[bytes, str, str] | None:
         try:
             meta, data = await AttachmentStore(engine, cfg.handoff.max_image_bytes,
                                                cfg.handoff.max_voice_bytes).get(attachment_id)
         except NotFound:
             return None
-        finally:
-            await engine.dispose()
         return (data, meta.mime, meta.name or f"{attachment_id}.img") if meta.kind == "image" \
             else None
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # a worker process: no loop of its own here
-        return asyncio.run(read())
-    # run inside an event loop's thread (a SimpleWorker in an async program): a thread of its own
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, read()).result()
+    return with_engine(cfg.database_url, read)
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -376,8 +366,6 @@ def send_failed(job: Job, connection, exc_type, exc_value, tb) -> None:  # noqa:
 def enqueue(connection, config: WeChatConfig, account: str, openid: str,  # noqa: ANN001
             texts: list[str | dict[str, str]], context: dict[str, Any],
             settings: dict[str, Any] | None = None) -> Job:
-    from core.jobs import queue
-
     retry = Retry(max=config.max_attempts - 1, interval=config.retry_intervals) \
         if config.max_attempts > 1 else None
     return queue(config.queue, connection).enqueue(

@@ -15,6 +15,7 @@ All of it is sparse matrix algebra over the whole KB, in batches for evaluation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +66,17 @@ def _identity(tokens):  # CountVectorizer analyzer for pre-tokenised input
     return tokens
 
 
+class Terms(NamedTuple):
+    """A query in one representation: the terms the KB knows, and its idf mass."""
+
+    #: known term ids, sorted and distinct
+    ids: np.ndarray
+    #: idf of the known terms plus the highest idf for each term the KB has never seen
+    mass: float
+    #: how many distinct terms the KB has never seen
+    unseen: int
+
+
 class _Bm25:
     """One representation (words or character n-grams) of all rows."""
 
@@ -88,29 +100,25 @@ class _Bm25:
                                          shape=tf.shape)
         self.row_mass = np.asarray(self.present.sum(axis=1)).ravel() + 1e-6
 
-    def queries(self, docs: list[list[str]]) -> tuple[sparse.csr_matrix, np.ndarray]:
-        """Binary query × term matrix and each query's idf mass.
+    def terms(self, tokens: list[str]) -> Terms:
+        """One query's terms as this representation knows them.
 
         A term the KB has never seen counts in the mass with the highest idf: it is the most
         specific thing the citizen said, and no row covers it — which is how "护照怎么办" scores
         low against a KB without passports, instead of matching on "怎么办" alone.
         """
-        q = self.vec.transform(docs).tocsr()
-        q.data[:] = 1.0
-        vocab = self.vec.vocabulary_
-        unseen = np.fromiter((len({t for t in d if t not in vocab}) for d in docs),
-                             dtype=np.float32, count=len(docs))
-        mass = np.asarray(q @ self.idf).ravel() + unseen * self.max_idf + 1e-6
-        return q, mass
-
-    def known(self, tokens: list[str]) -> tuple[np.ndarray, float, int]:
-        """One query's known term ids (sorted, distinct), its idf mass as ``queries`` counts
-        it, and how many of its distinct terms the KB has never seen."""
         vocab = self.vec.vocabulary_
         ids = np.asarray(sorted({vocab[t] for t in tokens if t in vocab}), dtype=np.int64)
         unseen = len({t for t in tokens if t not in vocab})
         mass = float(self.idf[ids].sum(dtype=np.float32)) + unseen * self.max_idf + 1e-6
-        return ids, mass, unseen
+        return Terms(ids, mass, unseen)
+
+    def matrix(self, queries: Sequence[Terms]) -> sparse.csr_matrix:
+        """Binary queries × terms matrix."""
+        indptr = np.concatenate(([0], np.cumsum([len(t.ids) for t in queries])))
+        indices = np.concatenate([t.ids for t in queries]) if queries else np.zeros(0, np.int64)
+        return sparse.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
+                                 shape=(len(queries), len(self.idf)))
 
 
 def entry_rows(entry: KbEntryBase) -> list[tuple[str, bool]]:
@@ -199,16 +207,22 @@ class KbIndex:
         self._offsets = np.cumsum([0] + [b.shape[1] for b in blocks])
         self._terms_rows = sparse.hstack(blocks).T.tocsr().astype(np.float32)
 
+    def query_terms(self, query: str) -> tuple[Terms, Terms]:
+        """A query's (word, character) terms, analysed as the rows were."""
+        a = self.analyzer
+        expanded = a.expand(query)
+        return (self.words.terms(a.words(expanded, expanded=True)),
+                self.chars.terms(a.char_ngrams(expanded, expanded=True)))
+
     def _row_scores(self, queries: Sequence[str]
-                    ) -> tuple[sparse.csr_matrix, list[list[str]], list[list[str]]]:
-        expanded = [self.analyzer.expand(q) for q in queries]
-        words = [self.analyzer.words(q, expanded=True) for q in expanded]
-        chars = [self.analyzer.char_ngrams(q, expanded=True) for q in expanded]
-        qw, mw = self.words.queries(words)
-        qc, mc = self.chars.queries(chars)
+                    ) -> tuple[sparse.csr_matrix, list[Terms], list[Terms]]:
+        words, chars = zip(*map(self.query_terms, queries), strict=True) if queries else ((), ())
+        qw, qc = self.words.matrix(words), self.chars.matrix(chars)
+        mw = np.asarray([t.mass for t in words])
+        mc = np.asarray([t.mass for t in chars])
         q = sparse.hstack([sparse.diags(1.0 / mw) @ qw, qw, sparse.diags(1.0 / mc) @ qc, qc],
                           format="csr", dtype=np.float32)
-        return (q @ self._terms_rows).tocsr(), words, chars
+        return (q @ self._terms_rows).tocsr(), list(words), list(chars)
 
     def search_many(self, queries: Sequence[str], top: int = 5,
                     boost: Sequence[np.ndarray | None] | None = None) -> list[list[Hit]]:
@@ -232,10 +246,8 @@ class KbIndex:
         one bincount, no sparse product; ranks exactly as ``search_many`` does (tested)."""
         if not self.entries:
             return []
-        a = self.analyzer
-        expanded = a.expand(query)
-        words, chars = a.words(expanded, expanded=True), a.char_ngrams(expanded, expanded=True)
-        (kw, mw, _), (kc, mc, _) = self.words.known(words), self.chars.known(chars)
+        words, chars = self.query_terms(query)
+        (kw, mw, _), (kc, mc, _) = words, chars
         o = self._offsets
         terms = np.concatenate((kw + o[0], kw + o[1], kc + o[2], kc + o[3]))
         scale = np.concatenate((np.full(len(kw), 1.0 / mw), np.ones(len(kw)),
@@ -253,7 +265,7 @@ class KbIndex:
             vals = vals * boost[self.row_entry[rows]]
         return self._ranked(query, words, chars, rows, vals, top)
 
-    def _ranked(self, query: str, words: list[str], chars: list[str], rows: np.ndarray,
+    def _ranked(self, query: str, words: Terms, chars: Terms, rows: np.ndarray,
                 vals: np.ndarray, top: int) -> list[Hit]:
         """The best ``top`` entries: the search's best ``depth``, re-ranked when there is a
         re-ranker (it may lift the 6th to the top, so it sees more than are returned)."""

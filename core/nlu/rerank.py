@@ -36,7 +36,7 @@ from ..paths import config_dir
 from .text import Analyzer, normalise
 
 if TYPE_CHECKING:
-    from .index import Hit, KbIndex, _Bm25
+    from .index import Hit, KbIndex, Terms, _Bm25
 
 #: general Chinese question words, grouped by what they ask; a pair that asks different
 #: things ("多少钱" / "多久") is rarely a paraphrase however many words it shares
@@ -176,18 +176,15 @@ class Reranker:
         return raw
 
     @staticmethod
-    def _overlap(bm: _Bm25, tokens: Sequence[list[str]], pair_query: np.ndarray,
+    def _overlap(bm: _Bm25, terms: Sequence[Terms], pair_query: np.ndarray,
                  pair_row: np.ndarray) -> np.ndarray:
         """Per (question, row) pair: query cover, row cover, jaccard, the most specific query
         term the row lacks and the most specific row term the query lacks, all idf-weighted
         (a query term the KB has never seen counts as the rarest there is)."""
         n, vocab_size, max_idf = len(pair_row), bm.idf.shape[0], bm.max_idf
-        known, unseen, masses = [], [], []
-        for toks in tokens:
-            ids, mass, new = bm.known(toks)
-            known.append(ids)
-            masses.append(mass)
-            unseen.append(new > 0)
+        known = [t.ids for t in terms]
+        unseen = [t.unseen > 0 for t in terms]
+        masses = [t.mass for t in terms]
         n_known = np.asarray([len(k) for k in known], dtype=np.int64)
         q_start = np.concatenate(([0], np.cumsum(n_known)[:-1]))
         # every question's terms as one sorted key array: question number × vocabulary + term
@@ -225,10 +222,10 @@ class Reranker:
                                 inter / (q_mass + row_mass - inter),
                                 missing / max_idf, extra / max_idf))
 
-    def features_many(self, queries: Sequence[str], words: Sequence[list[str]],
-                      chars: Sequence[list[str]], hits: Sequence[list[Hit]]) -> np.ndarray:
+    def features_many(self, queries: Sequence[str], words: Sequence[Terms],
+                      chars: Sequence[Terms], hits: Sequence[list[Hit]]) -> np.ndarray:
         """One feature row per (question, hit), the questions' lists one after another
-        (``words`` / ``chars``: each question's tokens as indexed)."""
+        (``words`` / ``chars``: each question's terms, as the search computed them)."""
         sizes = np.asarray([len(h) for h in hits], dtype=np.int64)
         n = int(sizes.sum())
         if not n:
@@ -276,12 +273,11 @@ class Reranker:
             f[:, len(_OWN) + 1 + 2 * c] = place / self.depth
         return f
 
-    def features(self, query: str, words: list[str], chars: list[str], hits: list[Hit]
-                 ) -> np.ndarray:
+    def features(self, query: str, words: Terms, chars: Terms, hits: list[Hit]) -> np.ndarray:
         return self.features_many([query], [words], [chars], [hits])
 
-    def rerank_many(self, queries: Sequence[str], words: Sequence[list[str]],
-                    chars: Sequence[list[str]], hits: Sequence[list[Hit]]) -> list[list[Hit]]:
+    def rerank_many(self, queries: Sequence[str], words: Sequence[Terms],
+                    chars: Sequence[Terms], hits: Sequence[list[Hit]]) -> list[list[Hit]]:
         """Each question's hits in the model's order (ties keep the search's order).
 
         Two rules are not learned. Only question-like rows (questions, titles, aliases) are
@@ -321,6 +317,5 @@ class Reranker:
             start = end
         return out
 
-    def rerank(self, query: str, words: list[str], chars: list[str], hits: list[Hit]
-               ) -> list[Hit]:
+    def rerank(self, query: str, words: Terms, chars: Terms, hits: list[Hit]) -> list[Hit]:
         return self.rerank_many([query], [words], [chars], [hits])[0]
