@@ -1,6 +1,7 @@
 """Retrieval quality and speed of our KbIndex, side by side with two common baselines.
 
     python bench/retrieval.py [--sets lcqmc,afqmc,dev] [--limit N] [--repeat R] [--data DIR]
+    python bench/retrieval.py --export DIR     # the public sets as files for kb import / eval
 
 Sets:
 
@@ -35,6 +36,7 @@ the median rate is printed (quality figures are deterministic).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import sys
@@ -332,6 +334,20 @@ def loadavg() -> str:
         return "?"
 
 
+def export(out: Path, data: Path, names: list[str]) -> None:
+    """The public sets as the product takes them: a KB file and a labelled question file."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        task = paraphrase_task(name, data / PUBLIC_FILES[name], None)
+        with open(out / f"{name}-kb.jsonl", "w", encoding="utf-8") as f:
+            for eid, (_, text, _) in zip(task.entry_ids, task.rows, strict=True):
+                f.write(json.dumps(faq_record(eid, text), ensure_ascii=False) + "\n")
+        with open(out / f"{name}-queries.tsv", "w", encoding="utf-8") as f:
+            f.writelines(f"{e}\t{q}\n" for q, e in zip(task.queries, task.expect, strict=True))
+        print(f"{name}: {out / f'{name}-kb.jsonl'} ({len(task.rows):,} entries), "
+              f"{out / f'{name}-queries.tsv'} ({len(task.queries):,} questions)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sets", default="lcqmc,afqmc,dev")
@@ -339,7 +355,13 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of the public .tsv sets")
     p.add_argument("--repeat", type=int, default=1, help="runs of each query phase (median rate)")
     p.add_argument("--no-single", action="store_true", help="skip the 1-by-1 query runs")
+    p.add_argument("--export", type=Path, default=None, metavar="DIR",
+                   help="write each public set as DIR/<set>-kb.jsonl and DIR/<set>-queries.tsv "
+                        "(for `bangban kb import` + `bangban eval --mode retrieval`) and stop")
     args = p.parse_args()
+    if args.export:
+        export(args.export, args.data, [s for s in args.sets.split(",") if s in PUBLIC_FILES])
+        return
     single = not args.no_single
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, "
           f"batch = {BATCH} queries per call, top = {TOP}, repeat = {args.repeat}")
