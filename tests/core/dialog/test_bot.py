@@ -191,6 +191,10 @@ def test_legal_lawsuit_and_complaint_questions_are_sent_to_their_own_channels(
     ("营业执照被人冒名注册了 我要去报案", ["110"]),
     ("税务局罚了我们公司两万 我们不服 打算申请行政复议", ["12348"]),
     ("社区窗口的人故意刁难我 办个证跑了五趟", ["12345"]),
+    # asking us to step in against someone, or to get money back: a dispute, not a service
+    ("物业把消防通道堵了 居住证办好了也进不去 你们出面管一管", ["12345"]),
+    ("前公司一直拖欠工资 失业登记能不能顺便帮我要回来", ["12348"]),
+    ("有人冒用我的名字领了生育津贴", ["110"]),
 ])
 def test_a_legal_or_complaint_speech_act_wins_over_service_words(bot, question, where):
     [reply] = converse(bot, question)
@@ -204,6 +208,9 @@ def test_a_question_the_kb_itself_asks_with_a_legal_word_is_answered(bot):
     # the seed KB has "酒证不予许可能申诉吗" as an alias of M25: that is a service question
     [reply] = converse(bot, "酒证不予许可能申诉吗")
     assert reply.action == "answer" and reply.meta.matters == ["M25"], describe(reply)
+    # M34's "个税被冒用怎么申诉" is how the tax app's appeal is asked for: answered, not sent away
+    [reply] = converse(bot, "个税被冒用怎么申诉")
+    assert reply.action == "answer" and reply.meta.matters == ["M34"], describe(reply)
     # 告知承诺 (a way of applying) is not 告 (suing)
     [reply] = converse(bot, "营业执照可以用告知承诺的方式办吗")
     assert reply.action != "out_of_scope", describe(reply)

@@ -32,6 +32,11 @@ def test_cues_name_their_category_and_skip_look_alikes():
     assert intents.cue("这个窗口办事员态度很差 我要投诉").category == "complaint"
     assert intents.cue("发现有人虚开发票 想举报").category == "report"
     assert intents.cue("对处罚决定不服 想申请行政复议").category == "legal"
+    assert intents.cue("开发商拖欠我们装修款 你们能帮忙追回吗").category == "legal"
+    assert intents.cue("楼下饭店油烟扰民 请政府出面处理").category == "complaint"
+    assert intents.cue("网上办证被骗了三百块").category == "report"
+    # 核查处理 (a registry checking its files) is not 查处 (punishing someone)
+    assert intents.cue("档案缺页可以申请核查处理吗") is None
     # 告知承诺 is a way of applying; 投诉电话 asks for a number the KB has
     assert intents.cue("可以用告知承诺制办吗") is None
     assert intents.cue("消费投诉电话是多少") is None
