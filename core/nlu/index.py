@@ -170,9 +170,16 @@ class KbIndex:
         # and the words of each entry's own questions, titles and aliases
         spread: dict[str, set[str]] = {}
         self.entry_words: list[set[str]] = [set() for _ in self.entries]
+        # and the words each matter is called by: its guides' and terms' titles ("教师资格
+        # 认定", "无犯罪记录证明"), not what its FAQs happen to mention (体检, 户口本)
+        self.matter_words: dict[str, set[str]] = {}
         for tokens, owner, is_body in zip(word_rows, owners, body, strict=False):
             if is_body:  # answers mention neighbouring matters; titles and aliases do not
                 continue
+            entry = self.entries[owner]
+            if not self.entry_words[owner] and entry.type in ("guide", "term"):  # its title
+                for m in entry.matters:
+                    self.matter_words.setdefault(m, set()).update(tokens)
             self.entry_words[owner].update(tokens)
             for m in self.entries[owner].matters:
                 for t in tokens:
@@ -286,11 +293,14 @@ class KbIndex:
         return False
 
     def anchored(self, query: str, hit: Hit, specific: int = 2) -> bool:
-        """Whether the query names what the hit is about: a word of the entry's own questions
-        that at most ``specific`` matters use ("无犯罪记录证明", not "补办")."""
-        own = self.entry_words[hit.index]
-        return any(t in own and self.word_spread.get(t, specific + 1) <= specific
-                   for t in self.analyzer.words(query))
+        """Whether the query names the hit's matter: a word of the title of one of the
+        matter's guides or terms that at most ``specific`` matters use ("无犯罪记录证明", not
+        "补办"). Words the entry's FAQs merely mention do not count: "驾照快到期了 换证体检去
+        哪里做" shares 体检 with 教师资格认定's FAQ and is still about a driving licence."""
+        words = self.analyzer.words(query)
+        return any(t in self.matter_words.get(m, ()) and
+                   self.word_spread.get(t, specific + 1) <= specific
+                   for m in hit.matters for t in words)
 
     def answer_only_words(self, query: str) -> list[str]:
         """Words of the query that the KB uses only inside answers, never in a question, title
