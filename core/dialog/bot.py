@@ -211,11 +211,13 @@ class Bot:
             conf < p.strong_answer or intent.confidence >= 0.8
         ):
             return self._out_of_scope(intent.category, snap, meta)
+        # A question about a service no matter covers ("明天会下雨吗", "你好 护照怎么办") is not
+        # chat: the fallback below names the service and offers a person and 12345.
         if intent.intent in ("greet", "thanks", "goodbye", "smalltalk", "feedback") and (
             intent.confidence >= p.intent_confidence
             and (conf < p.answer_confidence or not snap.index.names_a_matter(text)
                  or (intent.confidence >= SURE_SOCIAL and len(text) <= SHORT_SOCIAL))
-        ):
+        ) and snap.outside(text, "") is None:
             action: Action = "smalltalk" if intent.intent == "smalltalk" else intent.intent
             return BotReply(action, snap.intents.reply(intent.intent, ctx.turns) or "您好！",
                             meta=meta)
