@@ -227,7 +227,8 @@ def test_a_bad_cue_in_the_intents_file_is_refused_with_its_text(tmp_path):
         load_intents(bad)
 
 
-@pytest.mark.parametrize("text", ["转人工", "我要人工客服"])
+# "有人吗？" is someone checking for a person, not a question about 实有人口 (whose 有人 it shares)
+@pytest.mark.parametrize("text", ["转人工", "我要人工客服", "有人吗？", "喂 有没有人在啊"])
 def test_asking_for_a_person_hands_off(bot, text):
     [reply] = converse(bot, text)
     assert reply.action == "handoff", describe(reply)
