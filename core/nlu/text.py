@@ -22,6 +22,7 @@ import yaml
 jieba.setLogLevel(logging.WARNING)
 
 from ..paths import config_dir
+from .homophones import Homophones
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,25 @@ class Analyzer:
                 tok.add_word(word, freq=2000)
         return tok
 
+    @cached_property
+    def homophones(self) -> Homophones:
+        """The domain's words (synonyms' canonical terms, KB term names, matter names, and the
+        words they are made of), for finding them again under a one-character typo. Not the
+        synonyms' variants: many are typos themselves (居主证), kept there to be understood."""
+        words: set[str] = set()
+        for w in (*self._extra, *self.synonyms):
+            w = normalise(w)
+            words.add(w)
+            words.update(self._jieba.cut_for_search(w))
+        return Homophones(words)
+
     def _expand(self, text: str) -> str:
-        """Normalised text with the canonical form of each colloquial variant appended."""
+        """Normalised text with the words it mistypes (``homophones``) and the canonical form
+        of each colloquial variant appended."""
         text = normalise(text)
+        fixed = self.homophones.corrections(text)
+        if fixed:
+            text = text + " " + " ".join(fixed)
         added: list[str] = []
         for variant, canonical in self._variants:
             if variant in text and canonical not in text and canonical not in added:
