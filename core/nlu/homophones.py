@@ -1,11 +1,11 @@
-"""Homophone typos of the KB's own words: "失业登己", "营运症", "领发漂" → 登记, 营运证, 发票.
+"""Homophone typos of the domain's words: "失业登己", "签住", "领发漂" → 失业登记, 签注, 发票.
 
 People type Chinese by pinyin, so their typos are mostly the right sound with the wrong
 character. jieba then splits the mistyped word into single characters and the search loses its
 most specific term (the dev and blind sets' questions with such typos fell back). This module
-knows the domain's words (the synonyms' terms, KB term names, matter names and their parts) by
-their toneless pinyin, and finds in a text each stretch that sounds like one of them and differs
-from it in exactly one character. The analyzer appends the word it was meant to be, as it
+knows the domain's words by their toneless pinyin (the analyzer gives it the synonyms'
+canonical terms, KB term names, matter names and the words they are made of), and finds in a
+text each stretch that sounds like one of them and differs from it in exactly one character. The analyzer appends the word it was meant to be, as it
 appends a synonym's canonical term: the original text is kept, so nothing is lost when a
 correction is wrong, and a correct word is never "corrected" (it is already the word).
 

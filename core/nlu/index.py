@@ -173,13 +173,16 @@ class KbIndex:
         # and the words each matter is called by: its guides' and terms' titles ("教师资格
         # 认定", "无犯罪记录证明"), not what its FAQs happen to mention (体检, 户口本)
         self.matter_words: dict[str, set[str]] = {}
+        titled: set[int] = set()  # an entry's first row is its title (entry_rows)
         for tokens, owner, is_body in zip(word_rows, owners, body, strict=False):
             if is_body:  # answers mention neighbouring matters; titles and aliases do not
                 continue
             entry = self.entries[owner]
-            if not self.entry_words[owner] and entry.type in ("guide", "term"):  # its title
-                for m in entry.matters:
-                    self.matter_words.setdefault(m, set()).update(tokens)
+            if owner not in titled:
+                titled.add(owner)
+                if entry.type in ("guide", "term"):
+                    for m in entry.matters:
+                        self.matter_words.setdefault(m, set()).update(tokens)
             self.entry_words[owner].update(tokens)
             for m in self.entries[owner].matters:
                 for t in tokens:
