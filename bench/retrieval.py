@@ -60,7 +60,7 @@ from core.kb.models import entry_adapter  # noqa: E402
 from core.knowledge import kb_analyzer, rerank_model_for  # noqa: E402
 from core.nlu.index import KbIndex, entry_rows  # noqa: E402
 from core.nlu.rerank import RerankModel  # noqa: E402
-from core.nlu.text import Analyzer  # noqa: E402
+from core.nlu.text import Analyzer, normalise  # noqa: E402
 
 jieba.setLogLevel(logging.WARNING)
 BATCH = 512
@@ -177,13 +177,17 @@ class Result:
     ranked: list[list[str]] | None = None    # each query's best entries, best first
 
 
+def firsts(task: Task, ranked: Sequence[Sequence[str]]) -> list[bool]:
+    """Per query: is its first-ranked entry a hit?"""
+    return [bool(ids) and task.judge(want, ids[0])
+            for want, ids in zip(task.expect, ranked, strict=True)]
+
+
 def score(task: Task, ranked: Sequence[Sequence[str]]) -> tuple[float, float]:
-    h1 = h3 = 0
-    for want, ids in zip(task.expect, ranked, strict=True):
-        h1 += bool(ids) and task.judge(want, ids[0])
-        h3 += any(task.judge(want, i) for i in ids[:TOP])
+    h3 = sum(any(task.judge(want, i) for i in ids[:TOP])
+             for want, ids in zip(task.expect, ranked, strict=True))
     n = len(task.queries) or 1
-    return h1 / n, h3 / n
+    return sum(firsts(task, ranked)) / n, h3 / n
 
 
 def timed_runs(fn: Callable[[], list], repeat: int, n: int) -> tuple[list, tuple[float, float]]:
@@ -335,8 +339,6 @@ def print_copies(task: Task, results: list[Result]) -> None:
     for word, another entry; finding that entry counts as a miss. A product must rank a question
     typed exactly as stored first (ours does, by rule), so these queries measure the protocol,
     not retrieval: the split shows what each method does on the rest."""
-    from core.nlu.text import Analyzer, normalise
-
     def key(text: str) -> str:
         return Analyzer.chars(normalise(text))
 
@@ -352,8 +354,7 @@ def print_copies(task: Task, results: list[Result]) -> None:
     for r in results:
         if r.ranked is None:
             continue
-        got = [bool(ids) and task.judge(want, ids[0])
-               for want, ids in zip(task.expect, r.ranked, strict=True)]
+        got = firsts(task, r.ranked)
         on = [g for g, c in zip(got, copy, strict=True) if c]
         off = [g for g, c in zip(got, copy, strict=True) if not c]
         print(f"    {r.method:<40} copies {sum(on) / max(len(on), 1):.3f}   "

@@ -5,9 +5,10 @@ character. jieba then splits the mistyped word into single characters and the se
 most specific term (the dev and blind sets' questions with such typos fell back). This module
 knows the domain's words by their toneless pinyin (the analyzer gives it the synonyms'
 canonical terms, KB term names, matter names and the words they are made of), and finds in a
-text each stretch that sounds like one of them and differs from it in exactly one character. The analyzer appends the word it was meant to be, as it
-appends a synonym's canonical term: the original text is kept, so nothing is lost when a
-correction is wrong, and a correct word is never "corrected" (it is already the word).
+text each stretch that sounds like one of them and differs from it in exactly one character.
+The analyzer appends the word it was meant to be, as it appends a synonym's canonical term:
+the original text is kept, so nothing is lost when a correction is wrong, and a correct word
+is never "corrected" (it is already the word).
 
 One character only: two differing characters that sound alike are as often another real word
 (等级 / 登记) as a typo.
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-
-from pypinyin import Style, lazy_pinyin
 
 #: the longest word looked for (matter names run longer, but their parts are words too)
 MAX_LEN = 6
@@ -32,7 +31,13 @@ def _cjk(c: str) -> bool:
 def sound(c: str) -> str | None:
     """A character's toneless pinyin, as people type it (the most common reading); None for
     anything but a Chinese character."""
-    return lazy_pinyin(c, style=Style.NORMAL)[0] if _cjk(c) else None
+    if not _cjk(c):
+        return None
+    # imported here: pypinyin loads its dictionaries on import (~0.5 s), which every process
+    # importing the analyzer paid, CLI commands and workers that never read a question included
+    from pypinyin import Style, lazy_pinyin
+
+    return lazy_pinyin(c, style=Style.NORMAL)[0]
 
 
 class Homophones:
@@ -47,9 +52,6 @@ class Homophones:
                 self._words.add(w)
         # every beginning of a word's sounds: a stretch whose beginning is none is not followed
         self._prefixes = {k[:n] for k in self._by_sound for n in range(1, len(k) + 1)}
-
-    def __len__(self) -> int:
-        return sum(map(len, self._by_sound.values()))
 
     def corrections(self, text: str) -> list[str]:
         """The vocabulary words that stretches of ``text`` mistype by one character, in order

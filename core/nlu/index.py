@@ -149,8 +149,9 @@ class KbIndex:
         self.ids = [e.id for e in self.entries]
         self.entry_matters = [e.matters for e in self.entries]  # a property that copies a list
         self.position = {eid: i for i, eid in enumerate(self.ids)}
-        texts, owners, body = [], [], []
+        texts, owners, body, title_row = [], [], [], []
         for i, entry in enumerate(self.entries):
+            title_row.append(len(texts))  # entry_rows gives the title first
             for text, is_body in entry_rows(entry):
                 texts.append(text)
                 owners.append(i)
@@ -170,24 +171,21 @@ class KbIndex:
         # and the words of each entry's own questions, titles and aliases
         spread: dict[str, set[str]] = {}
         self.entry_words: list[set[str]] = [set() for _ in self.entries]
-        # and the words each matter is called by: its guides' and terms' titles ("教师资格
-        # 认定", "无犯罪记录证明"), not what its FAQs happen to mention (体检, 户口本)
-        self.matter_words: dict[str, set[str]] = {}
-        titled: set[int] = set()  # an entry's first row is its title (entry_rows)
         for tokens, owner, is_body in zip(word_rows, owners, body, strict=False):
             if is_body:  # answers mention neighbouring matters; titles and aliases do not
                 continue
-            entry = self.entries[owner]
-            if owner not in titled:
-                titled.add(owner)
-                if entry.type in ("guide", "term"):
-                    for m in entry.matters:
-                        self.matter_words.setdefault(m, set()).update(tokens)
             self.entry_words[owner].update(tokens)
             for m in self.entries[owner].matters:
                 for t in tokens:
                     spread.setdefault(t, set()).add(m)
         self.word_spread = {t: len(ms) for t, ms in spread.items()}
+        # and the words each matter is called by: its guides' and terms' titles ("教师资格
+        # 认定", "无犯罪记录证明"), not what its FAQs happen to mention (体检, 户口本)
+        self.matter_words: dict[str, set[str]] = {}
+        for entry, row in zip(self.entries, title_row, strict=True):
+            if entry.type in ("guide", "term"):
+                for m in entry.matters:
+                    self.matter_words.setdefault(m, set()).update(word_rows[row])
         self.reranker = Reranker(self, rerank) if rerank is not None else None
 
     def __len__(self) -> int:

@@ -6,17 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import BotSettings
-from core.dialog.bot import Bot, Context
+from core.dialog.bot import Context
 from core.errors import ConfigError
 from core.nlu.coverage import Coverage, Topic
-from tests.core.dialog.test_bot import seed_snapshot
-
-
-@pytest.fixture(scope="module")
-def bot() -> Bot:
-    snap = seed_snapshot()
-    return Bot(lambda: snap, BotSettings())
 
 
 @pytest.mark.parametrize(("question", "named"), [

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import BotSettings
-from core.dialog.bot import Bot, Context
+from core.dialog.bot import Context
 from core.nlu.homophones import Homophones
-from tests.core.dialog.test_bot import seed_snapshot
 
 
 def test_a_word_mistyped_by_sound_is_found_and_a_right_one_is_not_corrected():
@@ -22,12 +20,6 @@ def test_a_word_mistyped_by_sound_is_found_and_a_right_one_is_not_corrected():
     # only Chinese characters are compared; an empty vocabulary finds nothing
     assert h.corrections("fa piao 发漂") == ["发票"]
     assert Homophones([]).corrections("失业登己") == []
-
-
-@pytest.fixture(scope="module")
-def bot() -> Bot:
-    snap = seed_snapshot()
-    return Bot(lambda: snap, BotSettings())
 
 
 @pytest.mark.parametrize(("question", "matter"), [
