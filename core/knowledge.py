@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from .kb.richtext import html_to_text
 from .nlu.coverage import Coverage
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
+from .nlu.spelling import Spelling
 from .nlu.rerank import RerankModel, load_rerank_model
 from .nlu.text import Analyzer, normalise
 from .reference import load_matters
@@ -55,6 +57,18 @@ class Snapshot:
 
     def entry(self, entry_id: str) -> KbEntryBase | None:
         return self.entries.get(entry_id)
+
+    @functools.cached_property
+    def spelling(self) -> Spelling:
+        """The KB's questions and the intent examples, to read questions typed in pinyin
+        (built on the first one: most processes never see one)."""
+        texts = [q for e in self.entries.values() if e.type in ("faq", "guide")
+                 for q in (e.display_title, *getattr(e, "aliases", []))]
+        spec = self.intents.spec
+        for intent in spec.intents.values():
+            texts += intent.examples
+            texts += [x for c in intent.categories.values() for x in c.examples]
+        return Spelling(texts, self.index.analyzer.cut)
 
 
 def answerable(entries: Sequence[KbEntryBase]) -> list[KbEntryBase]:

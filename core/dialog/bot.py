@@ -180,6 +180,8 @@ class Bot:
     # -- understanding free text --------------------------------------------------------------
     def _understand(self, text: str, ctx: Context, snap: Snapshot) -> BotReply:
         p = self.policy
+        if text.isascii() and (spelt := snap.spelling.hanzi(text)):
+            text = spelt  # typed in pinyin ("zhuan rengong"): read as the words it spells
         intent = snap.intents.classify(text)
         # Asking for a person is honoured even when the KB has a page about human help, so the
         # KB need not be searched at all: the citizen reaches an agent ~7 ms sooner.
@@ -207,9 +209,13 @@ class Bot:
                                     and cue.pattern.search(normalise(hits[0].row))):
             return self._out_of_scope(cue.category, snap, meta.model_copy(
                 update={"intent": f"out_of_scope:{cue.category}"}))
+        # Without a cue, a question naming a service no matter covers ("交通卡余额怎么退",
+        # "湿垃圾干垃圾怎么分") is a service question the classifier misread as a dispute (离婚
+        # 财产怎么分): the fallback below names the service. Every real complaint or lawsuit
+        # about such a service in the question sets carries a cue (举报, 告, 维权, 信访).
         if intent.intent == "out_of_scope" and intent.confidence >= p.intent_confidence and (
             conf < p.strong_answer or intent.confidence >= 0.8
-        ):
+        ) and snap.outside(text, "") is None:
             return self._out_of_scope(intent.category, snap, meta)
         # A question about a service no matter covers ("明天会下雨吗", "你好 护照怎么办") is not
         # chat: the fallback below names the service and offers a person and 12345.

@@ -144,6 +144,10 @@ class Analyzer:
         """Content words (search-mode segmentation: long words also yield their parts)."""
         return list(self._cut(text if expanded else self.expand(text)))
 
+    def cut(self, text: str) -> list[str]:
+        """Every word of the text as written, stop words included (no expansion)."""
+        return list(self._jieba.cut(normalise(text)))
+
     def _segment(self, text: str) -> tuple[str, ...]:
         out = []
         for chunk in _PUNCT.split(text):

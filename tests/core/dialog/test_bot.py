@@ -195,6 +195,8 @@ def test_legal_lawsuit_and_complaint_questions_are_sent_to_their_own_channels(
     ("物业把消防通道堵了 居住证办好了也进不去 你们出面管一管", ["12345"]),
     ("前公司一直拖欠工资 失业登记能不能顺便帮我要回来", ["12348"]),
     ("有人冒用我的名字领了生育津贴", ["110"]),
+    # 停车费 is in an alias of M27 (定额发票验旧): the complaint is about charging, not receipts
+    ("物业乱收停车费", ["12345"]),
 ])
 def test_a_legal_or_complaint_speech_act_wins_over_service_words(bot, question, where):
     [reply] = converse(bot, question)
@@ -297,6 +299,14 @@ def test_thanks_get_a_youre_welcome(bot, snap, text):
     assert reply.action == "thanks", describe(reply)
     assert reply.text in snap.intents.spec.replies["thanks"]
     assert reply.meta.entry_id is None and reply.unanswered is None
+
+
+@pytest.mark.parametrize("text", ["你好笨啊", "你好笨"])
+def test_calling_the_bot_stupid_is_taken_as_feedback_not_a_greeting(bot, snap, text):
+    # "你好笨啊" starts with 你好; greeting back would sound like it was not listening
+    [reply] = converse(bot, text)
+    assert reply.action == "feedback", describe(reply)
+    assert reply.text in snap.intents.spec.replies["feedback"]
 
 
 @pytest.mark.parametrize(("text", "action"), [

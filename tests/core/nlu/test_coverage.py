@@ -22,6 +22,13 @@ from core.nlu.coverage import Coverage, Topic
     ("婚姻登记处要带户口本吗", "婚姻登记"),
     # read as chat by the intent model, but it asks for a service: it is told where it stands
     ("后天上海会下雨吗", "天气"),
+    # read as a dispute by the intent model ("离婚财产怎么分"), but no speech act of one: a
+    # service question about something no matter covers
+    ("湿垃圾干垃圾怎么分", "垃圾分类"),
+    ("交通卡不用了 余额怎么退", "交通出行"),
+    ("打车的发票丢了能补吗", "交通出行"),
+    ("结婚证丢了怎么补", "婚姻登记"),
+    ("教师招聘考试在哪报名", "招聘"),
 ])
 def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     reply = bot.respond(question, Context())
@@ -36,6 +43,8 @@ def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     ("出国签证要开无犯罪记录证明 随申办上能直接开吗", "M06"),
     # the answering entry covers it: foreign employees' social insurance needs their 护照
     ("外籍员工办社保参保登记要提供护照吗", "M08"),
+    # 结婚证 as a document another matter asks for, not the marriage registration service
+    ("办居住证需要结婚证吗", "M04"),
 ])
 def test_a_mention_in_passing_or_a_covered_one_is_still_answered(bot, question, matter):
     reply = bot.respond(question, Context())
