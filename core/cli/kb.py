@@ -47,6 +47,13 @@ def _report(checked: Checked, limit: int = 200) -> None:
         click.echo(f"  … and {len(checked.problems) - limit} more", err=True)
 
 
+def _warn(checked: Checked, limit: int = 200) -> None:
+    for warning in checked.warnings[:limit]:
+        click.echo(f"  warning: {warning}", err=True)
+    if len(checked.warnings) > limit:
+        click.echo(f"  … and {len(checked.warnings) - limit} more warnings", err=True)
+
+
 @kb.command("validate")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=FORMAT_CHOICE, help="Input format (default: from extension).")
@@ -58,7 +65,9 @@ def kb_validate(paths: tuple[str, ...], fmt: str | None) -> None:
     """
     checked = _check(paths, fmt, quiet=False)
     _report(checked)
-    click.echo(f"{checked.records} records, {checked.invalid_records} invalid")
+    _warn(checked)
+    click.echo(f"{checked.records} records, {checked.invalid_records} invalid"
+               + (f", {len(checked.warnings)} warnings" if checked.warnings else ""))
     if checked.invalid_records:
         sys.exit(1)
 
@@ -103,6 +112,7 @@ def kb_import(settings: Settings, paths: tuple[str, ...], replace: bool, skip_in
             await engine.dispose()
 
     result, problems = asyncio.run(run())
+    _warn(checked)
     if problems:
         click.echo(f"skipped {len(problems)} invalid or conflicting records:", err=True)
         for p in problems[:200]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ class Checked:
     problems: list[Problem] = field(default_factory=list)
     records: int = 0
     invalid_records: int = 0
+    #: valid, but worth an operator's look (a phrasing two entries claim); never refuses
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def _explain(record: RawRecord, exc: ValidationError) -> list[Problem]:
@@ -59,6 +62,7 @@ def check_records(
 ) -> Checked:
     out = Checked()
     seen: dict[str, str] = {}
+    phrasings: dict[str, tuple[str, str]] = {}  # phrasing key → (entry, where first)
     for record in records:
         out.records += 1
         if progress:
@@ -86,7 +90,32 @@ def check_records(
                 continue
             seen[entry.id] = record.locator
         out.entries.append(entry)
+        _claim_phrasings(entry, record.locator, phrasings, out.warnings)
     return out
+
+
+def phrasing_key(text: str) -> str:
+    """A question as the search sees it: NFKC, lower case, no punctuation or spaces (core.nlu
+    is not imported here: it brings jieba, and `bangban kb validate` should start at once)."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text).lower() if ch.isalnum())
+
+
+def _claim_phrasings(entry: KbEntryBase, where: str, claimed: dict[str, tuple[str, str]],
+                     warnings: list[Problem]) -> None:
+    """Warn when a question or alias is already another entry's: asked in those words, the
+    bot can only pick one of them by chance (M32's guide and FAQ both had 变更财务负责人)."""
+    if entry.type not in ("faq", "guide"):
+        return
+    name = entry.id or where
+    for text in (entry.display_title, *(getattr(entry, "aliases", None) or [])):
+        key = phrasing_key(text)
+        if not key:
+            continue
+        owner = claimed.setdefault(key, (name, where))
+        if owner[0] != name:
+            warnings.append(Problem(where, "aliases" if text != entry.display_title else "title",
+                                    f"{text!r} is also a question of {owner[0]} ({owner[1]}): "
+                                    "keep it on the entry that answers it"))
 
 
 def check_files(paths: Iterable[str | Path], *, fmt: str | None = None, context=None,

@@ -121,6 +121,20 @@ def test_validate_accepts_a_good_file(tmp_path: Path):
     assert "1 records, 0 invalid" in ok(run_cli("kb", "validate", good, cwd=tmp_path)).stdout
 
 
+def test_validate_warns_of_a_question_two_entries_claim(tmp_path: Path):
+    # the seed's M32 guide once had its FAQ's alias 变更财务负责人 too: asked in those words,
+    # the bot picked one of them by chance
+    text = (config_dir() / "kb" / "M32.yaml").read_text(encoding="utf-8")
+    doubled = tmp_path / "M32.yaml"
+    doubled.write_text(text.replace("aliases: [", "aliases: [变更财务负责人, ", 1), encoding="utf-8")
+    result = ok(run_cli("kb", "validate", doubled, cwd=tmp_path))  # a warning, not a refusal
+    assert ", 0 invalid, 1 warnings" in result.stdout
+    assert re.search(r"warning: .*M32\.yaml:line \d+.*'变更财务负责人' is also a question of "
+                     r"M32-guide-01", result.stderr), output(result)
+    assert "warning" not in ok(run_cli("kb", "validate", config_dir() / "kb" / "M32.yaml",
+                                       cwd=tmp_path)).stderr
+
+
 def test_import_with_a_bad_record_imports_nothing(store: Store, mixed_file: Path):
     result = store("kb", "import", mixed_file)
     assert result.returncode == 1, output(result)

@@ -37,6 +37,8 @@ def by_matter(seed) -> dict[str, dict[str, list]]:
 
 def test_the_seed_validates_without_problems(seed):
     assert [str(p) for p in seed.problems] == []
+    # nor warnings: no question is claimed by two entries
+    assert [str(w) for w in seed.warnings] == []
     assert seed.records == len(seed.entries) > 0
 
 
