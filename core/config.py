@@ -142,6 +142,8 @@ class BotSettings(_Section):
     strong_answer: float = Field(0.92, ge=0, le=1)
     #: boost of the conversation's current matter for follow-up questions
     context_boost: float = Field(1.35, ge=1)
+    #: weight of the matters of the one department a question names (config/agencies.yaml)
+    agency_boost: float = Field(1.3, ge=1)
     #: live context (current matter, last suggestions) expires after this much silence
     context_ttl_s: int = Field(1800, ge=60)
 

@@ -25,6 +25,7 @@ from .config import RerankMode
 from .db.schema import kb_entries
 from .kb.models import KbEntryBase, entry_adapter
 from .kb.richtext import html_to_text
+from .nlu.agencies import Agencies
 from .nlu.coverage import Coverage
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
@@ -50,6 +51,8 @@ class Snapshot:
     #: services the KB does not cover, and each entry's whole text to check them against
     coverage: Coverage
     entry_text: dict[str, str]
+    #: departments named in a question (人社, 税务), to weigh their matters' entries
+    agencies: Agencies
 
     def outside(self, question: str, entry_id: str) -> str | None:
         """A service the question names that the entry ``entry_id`` never mentions."""
@@ -142,8 +145,10 @@ def _build(entries: list[KbEntryBase], fingerprint: tuple, rerank: RerankMode) -
                 guides.setdefault(m, e)
     log.info("knowledge snapshot built: %d entries, %d rows in %.2f s", len(entries),
              len(index.row_text), time.perf_counter() - start)
+    departments = {m.code: m.department for m in load_matters().matters}
     return Snapshot(index, intents, {e.id: e for e in entries}, guides, fingerprint,
-                    time.time(), Coverage.load(), {e.id: whole_text(e) for e in entries})
+                    time.time(), Coverage.load(), {e.id: whole_text(e) for e in entries},
+                    Agencies.load(index.entries, departments))
 
 
 def whole_text(entry: KbEntryBase) -> str:

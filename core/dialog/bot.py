@@ -187,13 +187,16 @@ class Bot:
         # KB need not be searched at all: the citizen reaches an agent ~7 ms sooner.
         if intent.intent == "request_human" and intent.confidence >= p.intent_confidence:
             return self._handoff(ctx, AnswerMeta(intent=intent.label))
-        hits = snap.index.search(text, top=5)
+        # "人社系统里…" / "税务登记…": the department named says whose matter it is
+        agency = snap.agencies.boost(text, p.agency_boost)
+        hits = snap.index.search(text, top=5, boost=agency)
         if ctx.matter and not snap.index.names_a_matter(text):
             # A follow-up ("那要带什么材料？") names no matter: read it as being about the
             # conversation's matter, as a person would.
             matter = self.matter_names.get(ctx.matter, "")
+            boost = snap.index.boost_for(ctx.matter, p.context_boost)
             boosted = snap.index.search(f"{matter} {text}", top=5,
-                                        boost=snap.index.boost_for(ctx.matter, p.context_boost))
+                                        boost=boost if agency is None else boost * agency)
             if boosted:
                 hits = boosted
         conf = calibrate(self._match_score(text, hits, snap), p,
