@@ -29,6 +29,7 @@ from core.nlu.coverage import Coverage, Topic
     ("打车的发票丢了能补吗", "交通出行"),
     ("结婚证丢了怎么补", "婚姻登记"),
     ("教师招聘考试在哪报名", "招聘"),
+    ("公司想注册个商标 去哪里申请", "知识产权"),
 ])
 def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     reply = bot.respond(question, Context())
