@@ -16,6 +16,9 @@ message of an Alipay citizen — the bot's answers, an agent's, the rating reque
 :meth:`AlipayAdapter.push` in every app process; the process that wins a Redis claim on the
 messages enqueues one RQ job that sends them, in order, by custom.send (``sender``).
 
+An agent's picture goes as an image-text message whose picture is served by a signed,
+expiring URL (``media``, ``GET /api/alipay/v1/media/<app>/<id>``): custom.send cannot upload.
+
 Citizens are ``<app_id>:<user id>``: the same person in two apps is two citizens, and a reply
 always goes out through the app the citizen wrote to.
 """
@@ -34,6 +37,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from adapters.base import ChannelAdapter
+from core.attachments import id_from_url
 from core.dialog.models import Inbound, Outbound
 from core.nlu.text import numbered_choice
 
@@ -42,6 +46,7 @@ from .gateway import (
     SERVICE_CHECK, SERVICE_MESSAGE, GatewayError, GatewayMessage, malformed, parse_form,
     parse_message, read_body,
 )
+from .media import ROUTE, serve
 from .sender import Delivery, Part, enqueue, split_text
 from .signing import (
     DEFAULT_CHARSET, BadSignature, codec, load_private_key, load_public_key, signed_response,
@@ -52,7 +57,8 @@ from .signing import (
 CLAIM_TTL_S = 7 * 24 * 3600
 #: notifications stamped this far in the future (clock skew) are still taken
 MAX_FUTURE_S = 600
-#: what an agent's picture or voice message becomes on a text-only channel
+#: what an attachment that cannot be shown becomes in the text: a voice message (Alipay's
+#: clients cannot play the formats we store), a file, a picture that is not ours to serve
 ATTACHMENT_NOTE = {"image": "[图片]", "voice": "[语音]", "file": "[文件]"}
 UNSHOWN = "（支付宝渠道暂不能显示，请在“一网通办”网站或随申办APP中查看）"
 #: events that start a conversation with the greeting; others (unfollow, enter …) are only
@@ -78,7 +84,15 @@ class AlipayAdapter(ChannelAdapter):
         self._closing = False
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        return [web.post("/channels/alipay/{name:[a-z0-9][a-z0-9_-]{0,31}}", self.notify)]
+        return [web.post("/channels/alipay/{name:[a-z0-9][a-z0-9_-]{0,31}}", self.notify),
+                web.get(ROUTE, self.media)]
+
+    async def start(self) -> None:
+        if self.config.apps and not self.hub.settings.server.public_url:
+            # the workers put this address in the links of agents' pictures
+            self.log.warning("alipay: server.public_url is not set, so agents' pictures will "
+                             "link to %s, which Alipay's clients cannot reach",
+                             self.hub.settings.public_url)
 
     async def stop(self) -> None:
         # from now on other processes claim the messages: this one could not queue them
@@ -100,6 +114,15 @@ class AlipayAdapter(ChannelAdapter):
             return await self._notify(request, name)
         except GatewayError as exc:
             self.log.info("alipay/%s: refused %d %s", name, exc.status, exc.code)
+            return exc.response()
+
+    async def media(self, request: web.Request) -> web.Response:
+        """GET /api/alipay/v1/media/{app}/{id}?exp=&sig=: an agent's picture, for Alipay's
+        clients (``media``: a signed link or 403, an agent's picture of that app or 404)."""
+        try:
+            return await serve(request, self.config, self.hub.attachments)
+        except GatewayError as exc:
+            self.log.info("alipay: media link refused %d %s", exc.status, exc.code)
             return exc.response()
 
     async def _notify(self, request: web.Request, name: str) -> web.Response:
@@ -256,9 +279,19 @@ class AlipayAdapter(ChannelAdapter):
             await self.hub.redis.delete(key)
 
     # -- delivery -----------------------------------------------------------------------------
+    @staticmethod
+    def pictures(out: Outbound) -> list[str]:
+        """The attachment ids of an agent's stored pictures in the message: each goes as an
+        image-text message of its own, after the message's text."""
+        if out.sender != "agent":
+            return []
+        return [i for a in out.attachments if a.kind == "image" and (i := id_from_url(a.url))]
+
     def render(self, out: Outbound) -> str:
-        """Plain text: links as "title: url", quick replies as a numbered menu ("回复 1、2
-        选择"), an agent's rating request as "回复1-5", pictures as a note."""
+        """The message's text: links as "title: url", quick replies as a numbered menu ("回复
+        1、2 选择"), an agent's rating request as "回复1-5", voice messages and files as a note.
+        The pictures of :meth:`pictures` are left out: they go as image-text messages. Empty
+        when the message is only such pictures."""
         if out.rating is not None and out.rating.segment == "agent":
             text = out.plain_text(numbered_replies=False) + "\n\n（回复1-5评价）"
         elif out.rating is not None:  # the bot's 已解决 / 未解决: the question, then the menu
@@ -267,12 +300,28 @@ class AlipayAdapter(ChannelAdapter):
             text = "\n\n".join(p for p in (body, out.rating.prompt, menu) if p)
         else:
             text = out.plain_text()
-        notes = [ATTACHMENT_NOTE.get(a.kind, "[文件]") for a in out.attachments]
+        sent = set(self.pictures(out))
+        notes = [ATTACHMENT_NOTE.get(a.kind, "[文件]") for a in out.attachments
+                 if not (a.kind == "image" and id_from_url(a.url) in sent)]
         if notes:
             text = "\n".join(p for p in (text, "".join(notes) + UNSHOWN) if p)
-        if out.sender == "agent" and out.sender_name:
+        if text and out.sender == "agent" and out.sender_name:
             text = f"{out.sender_name}：{text}"
         return text
+
+    def parts(self, out: Outbound) -> list[Part]:
+        """What custom.send sends for one message, in order: its text (in pieces if long),
+        then each of its pictures."""
+        text = self.render(out)
+        pieces = split_text(text, self.config.max_send_chars) if text else []
+        parts = [Part(id=out.message_id if len(pieces) == 1 else f"{out.message_id}.{i}",
+                      message_id=out.message_id, text=piece)
+                 for i, piece in enumerate(pieces, 1)]
+        desc = f"{out.sender_name or '工作人员'}发来的图片"
+        parts += [Part(id=f"{out.message_id}.pic{i}", message_id=out.message_id, kind="image",
+                       text=desc, attachment_id=attachment_id)
+                  for i, attachment_id in enumerate(self.pictures(out), 1)]
+        return parts
 
     async def push(self, channel_user: str, outs: list[Outbound]) -> None:
         """Send each stored message once: claim the batch, then queue one job for it."""
@@ -302,12 +351,9 @@ class AlipayAdapter(ChannelAdapter):
             return
         mine.sort(key=lambda o: o.seq)
         await self._remember_menu(channel_user, mine[-1])
-        parts = []
-        for out in mine:
-            pieces = split_text(self.render(out), self.config.max_send_chars)
-            parts += [Part(id=out.message_id if len(pieces) == 1 else f"{out.message_id}.{i}",
-                           message_id=out.message_id, text=piece)
-                      for i, piece in enumerate(pieces, 1)]
+        parts = [part for out in mine for part in self.parts(out)]
+        if not parts:  # messages with neither text nor a picture: nothing to send
+            return
         delivery = Delivery(app=app.name, to_user_id=user, conversation_id=mine[0].conversation_id,
                             parts=parts)
         try:

@@ -97,12 +97,25 @@ class AlipayConfig(AdapterConfig):
     verify_responses: bool = True
     #: the longest text one custom.send carries; longer replies go as several messages
     max_send_chars: int = Field(2000, ge=100, le=4000)
+    #: the HMAC key of the signed links agents' pictures are served by (``media``), at least
+    #: 32 characters. Unset, each app's key is derived from its private key, so pictures work
+    #: with no setting. Set or change it to revoke every link already sent without changing the
+    #: keys Alipay knows. Every app process and worker must have the same value.
+    media_secret: SecretStr | None = None
 
     @field_validator("retry_intervals")
     @classmethod
     def _intervals(cls, v: list[int]) -> list[int]:
         if not v or any(i < 0 or i > 86400 for i in v):
             raise ValueError("at least one interval, each 0-86400 seconds")
+        return v
+
+    @field_validator("media_secret")
+    @classmethod
+    def _media_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value().strip()) < 32:
+            raise ValueError("must be at least 32 characters (a random string, e.g. "
+                             "`openssl rand -hex 32`)")
         return v
 
     @field_validator("apps")

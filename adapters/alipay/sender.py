@@ -15,6 +15,12 @@ one custom.send per message (or per part of a long one), signed with the app's p
 * gives up (dead letter, no retry) on a definite refusal (``40004`` user not following, bad
   parameters …) and once the attempts are spent.
 
+An agent's picture is a part of its own, after its message's text: custom.send has no media
+upload, so it goes as an image-text message whose picture and link are the signed, expiring URL
+of ``media`` (made at send time, so a retry never sends a link that is about to expire). The
+picture is read from SQL first. If it is gone, or not an agent's picture of this app's citizens
+(which the route would refuse to serve), it is skipped and logged, and the rest still goes.
+
 The private key is not in the job: the job names the app, and the worker reads the key from
 its own configuration (or from the ``settings`` it is given, in tests).
 """
@@ -28,18 +34,22 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from rq import Callback, Retry
 from rq.job import Job, get_current_job
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.attachments import AttachmentStore, valid_id
 from core.config import Settings, load_settings
-from core.errors import BangbanError
+from core.errors import BangbanError, NotFound
+from core.jobs import with_engine
 
 from .config import AlipayApp, AlipayConfig
+from .media import media_url, not_servable
 from .signing import load_private_key, load_public_key, response_member, rsa2_verify, sign_params
 
 log = logging.getLogger("adapters.alipay")
@@ -50,6 +60,9 @@ SENT_TTL_S = 30 * 24 * 3600
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAX_ANSWER_BYTES = 256 * 1024
 MAX_DEAD_LETTERS = 1000
+#: the image-text message of an agent's picture: its title and the label of its link
+PICTURE_TITLE = "图片"
+PICTURE_ACTION = "查看图片"
 
 
 class SendError(BangbanError):
@@ -68,10 +81,31 @@ class UnknownOutcome(PermanentSendError):
 
 class Part(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    #: the message id, with ``.n`` for the parts of a message too long for one send
+    #: the message id, with ``.n`` for the parts of a message too long for one send and
+    #: ``.pic<n>`` for its pictures
     id: str
     message_id: str
+    #: a text, or an agent's picture (sent as an image-text message). The default keeps jobs
+    #: queued before pictures were sent readable.
+    kind: Literal["text", "image"] = "text"
+    #: the text; for a picture, the image-text message's description ("张警官发来的图片")
     text: str
+    #: the picture's attachment id (``core.attachments``), for a picture only
+    attachment_id: str | None = None
+
+    @model_validator(mode="after")
+    def _picture_has_its_attachment(self) -> Part:
+        if (self.kind == "image") != valid_id(self.attachment_id):
+            raise ValueError("a picture part needs an attachment id, and only a picture has one")
+        return self
+
+    def message(self, picture_url: str | None = None) -> dict[str, Any]:
+        """What custom.send's biz_content says besides ``to_user_id`` and ``chat``."""
+        if self.kind == "text":
+            return {"msg_type": "text", "text": {"content": self.text}}
+        return {"msg_type": "image-text", "articles": [{
+            "title": PICTURE_TITLE, "desc": self.text, "image_url": picture_url,
+            "url": picture_url, "action_name": PICTURE_ACTION}]}
 
 
 class Delivery(BaseModel):
@@ -85,7 +119,8 @@ class Delivery(BaseModel):
 
 
 def keys(prefix: str, part_id: str) -> tuple[str, str]:
-    """(done, in-flight) keys of a part; done holds ``{"outcome": "sent" | "dead", …}``."""
+    """(done, in-flight) keys of a part; done holds ``{"outcome": "sent" | "dead" | "gone", …}``
+    ("gone": a picture not sent because it no longer exists or may not be served)."""
     return f"{prefix}alipay:done:{part_id}", f"{prefix}alipay:inflight:{part_id}"
 
 
@@ -109,16 +144,17 @@ def split_text(text: str, limit: int) -> list[str]:
 # -- one request ----------------------------------------------------------------------------------
 
 
-def custom_send(app: AlipayApp, to_user_id: str, text: str, *, now: datetime | None = None
-                ) -> tuple[str, bytes]:
+def custom_send(app: AlipayApp, to_user_id: str, message: dict[str, Any], *,
+                now: datetime | None = None) -> tuple[str, bytes]:
     """The signed request: (URL with the common parameters, form body with biz_content).
 
-    As Alipay's SDKs send it: the common parameters and ``sign`` in the query string,
-    ``biz_content`` in the body, everything signed together (sorted, ``sign_type`` included).
-    ``chat: "1"`` shows the message in the citizen's conversation, not on the 生活号's page.
+    ``message`` is :meth:`Part.message`: a text or an image-text message. As Alipay's SDKs
+    send it: the common parameters and ``sign`` in the query string, ``biz_content`` in the
+    body, everything signed together (sorted, ``sign_type`` included). ``chat: "1"`` shows the
+    message in the citizen's conversation, not on the 生活号's page.
     """
-    biz = json.dumps({"to_user_id": to_user_id, "msg_type": "text", "text": {"content": text},
-                      "chat": "1"}, ensure_ascii=False, separators=(",", ":"))
+    biz = json.dumps({"to_user_id": to_user_id, **message, "chat": "1"}, ensure_ascii=False,
+                     separators=(",", ":"))
     stamp = (now or datetime.now(UTC)).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
     params = {"app_id": app.app_id, "method": METHOD, "format": "JSON", "charset": "utf-8",
               "sign_type": "RSA2", "timestamp": stamp, "version": "1.0", "biz_content": biz}
@@ -184,6 +220,20 @@ def _settings(settings: dict[str, Any] | None) -> Settings:
     return Settings.model_validate(settings) if settings else load_settings()
 
 
+def _not_sendable(cfg: Settings, app: AlipayApp, attachment_id: str) -> str | None:
+    """Why a picture cannot go (gone, or one the media route would not serve), or None."""
+
+    async def read(engine: AsyncEngine) -> str | None:
+        store = AttachmentStore(engine, cfg.handoff.max_image_bytes, cfg.handoff.max_voice_bytes)
+        try:
+            meta, _ = await store.get(attachment_id)
+        except NotFound:
+            return "the picture no longer exists"
+        return not_servable(meta, await store.owner(meta.conversation_id), app)
+
+    return with_engine(cfg.database_url, read)
+
+
 def _done(connection, prefix: str, part: Part, outcome: str) -> None:  # noqa: ANN001
     connection.set(keys(prefix, part.id)[0], json.dumps({"outcome": outcome, "at": time.time()}),
                    ex=SENT_TTL_S)
@@ -216,7 +266,7 @@ def send_replies(delivery: dict[str, Any], settings: dict[str, Any] | None = Non
     prefix = cfg.redis.prefix
     config = AlipayConfig.model_validate(cfg.channels.get("alipay", {}))
     app = config.app_named(d.app)
-    done = {"sent": 0, "skipped": 0, "dead": 0}
+    done = {"sent": 0, "skipped": 0, "dead": 0, "gone": 0}
     for part in d.parts:
         done_key, inflight_key = keys(prefix, part.id)
         if connection.exists(done_key):
@@ -227,6 +277,17 @@ def send_replies(delivery: dict[str, Any], settings: dict[str, Any] | None = Non
                   "channels.alipay configuration")
             done["dead"] += 1
             continue
+        picture_url = None
+        if part.kind == "image":
+            # read before the in-flight mark: a database error is retried like a busy gateway
+            problem = _not_sendable(cfg, app, part.attachment_id)
+            if problem:
+                _done(connection, prefix, part, "gone")
+                log.warning("alipay: picture %s of message %s of %s not sent: %s",
+                            part.attachment_id, part.message_id, d.conversation_id, problem)
+                done["gone"] += 1
+                continue
+            picture_url = media_url(cfg.public_url, config, app, part.attachment_id)
         mark = json.dumps({"job": job.id, "at": time.time()})
         if not connection.set(inflight_key, mark, nx=True, ex=SENT_TTL_S):
             _dead(connection, prefix, d, part, "an earlier attempt sent it and its outcome is "
@@ -234,7 +295,7 @@ def send_replies(delivery: dict[str, Any], settings: dict[str, Any] | None = Non
             done["dead"] += 1
             continue
         try:
-            url, body = custom_send(app, d.to_user_id, part.text)
+            url, body = custom_send(app, d.to_user_id, part.message(picture_url))
             status, text = post(url, body, config.timeout_s)
             check_answer(status, text, app, config.verify_responses)
         except UnknownOutcome as exc:
@@ -253,8 +314,8 @@ def send_replies(delivery: dict[str, Any], settings: dict[str, Any] | None = Non
         _done(connection, prefix, part, "sent")
         connection.delete(inflight_key)
         done["sent"] += 1
-    log.info("alipay: %s: %d sent, %d already sent, %d given up", d.conversation_id,
-             done["sent"], done["skipped"], done["dead"])
+    log.info("alipay: %s: %d sent, %d already sent, %d given up, %d pictures gone",
+             d.conversation_id, done["sent"], done["skipped"], done["dead"], done["gone"])
     return done
 
 
@@ -295,6 +356,6 @@ def enqueue(connection, delivery: Delivery, config: AlipayConfig,  # noqa: ANN00
                     f"({len(delivery.parts)} parts)")
 
 
-__all__ = ["Delivery", "Part", "METHOD", "PermanentSendError", "SendError", "UnknownOutcome",
-           "check_answer", "custom_send", "dead_letter_key", "enqueue", "keys", "post",
-           "send_failed", "send_replies", "split_text"]
+__all__ = ["Delivery", "Part", "METHOD", "PICTURE_ACTION", "PICTURE_TITLE", "PermanentSendError",
+           "SendError", "UnknownOutcome", "check_answer", "custom_send", "dead_letter_key",
+           "enqueue", "keys", "post", "send_failed", "send_replies", "split_text"]

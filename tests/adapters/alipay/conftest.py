@@ -30,6 +30,10 @@ APP_ID = "2021000000000001"
 APP_NAME = "shenban"
 PATH = f"/channels/alipay/{APP_NAME}"
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+#: a 1×1 PNG: an agent's picture
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
+       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
+       b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 def private_pem(key: rsa.RSAPrivateKey) -> str:

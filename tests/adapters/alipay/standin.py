@@ -2,11 +2,12 @@
 
 It takes ``POST /gateway.do`` the way Alipay's SDKs send it (common parameters in the query,
 ``biz_content`` in the form body), checks the RSA2 signature over all of them (sorted, only
-``sign`` left out) with the app's public key, records each accepted message and answers as
-Alipay does: JSON whose ``alipay_open_public_message_custom_send_response`` member is signed
-with "Alipay's" private key (the tests' own). It can be told to fail the first N requests
-(HTTP 503), to answer code 20000 (busy) or a definite refusal, or to take a message and never
-answer (the sender's timeout then makes the outcome unknown).
+``sign`` left out) with the app's public key, records each accepted message (a text, or an
+image-text message: an agent's picture) and answers as Alipay does: JSON whose
+``alipay_open_public_message_custom_send_response`` member is signed with "Alipay's" private
+key (the tests' own). It can be told to fail the first N requests, or the requests with given
+numbers (HTTP 503), to answer code 20000 (busy) or a definite refusal, or to take a message and
+never answer (the sender's timeout then makes the outcome unknown).
 """
 
 from __future__ import annotations
@@ -38,12 +39,25 @@ class Standin:
     silent_first: int = 0
     requests: int = 0
     bad_signatures: int = 0
-    #: every accepted message: {"app_id", "to_user_id", "text", "chat"}
+    #: the requests with these numbers (counted from 1, every request) get HTTP 503
+    fail_at: set[int] = field(default_factory=set)
+    #: every accepted message: {"app_id", "to_user_id", "msg_type", "chat", and "text" (a
+    #: text) or "article" (the one article of an image-text message)}
     messages: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def texts(self, to_user_id: str | None = None) -> list[str]:
-        return [m["text"] for m in self.messages if to_user_id in (None, m["to_user_id"])]
+        return [m["text"] for m in self.messages
+                if m["msg_type"] == "text" and to_user_id in (None, m["to_user_id"])]
+
+    def articles(self, to_user_id: str | None = None) -> list[dict[str, str]]:
+        return [m["article"] for m in self.messages
+                if m["msg_type"] == "image-text" and to_user_id in (None, m["to_user_id"])]
+
+    def received(self, to_user_id: str | None = None) -> list[str | dict[str, str]]:
+        """What the citizen saw, in order: texts as strings, pictures as their article."""
+        return [m.get("text") or m["article"] for m in self.messages
+                if to_user_id in (None, m["to_user_id"])]
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -64,6 +78,8 @@ class Standin:
         if self.fail_first > 0:
             self.fail_first -= 1
             return web.Response(status=503, text="busy")
+        if self.requests in self.fail_at:
+            return web.Response(status=503, text="busy")
         key = self.app_keys.get(params.get("app_id", ""))
         problems = []
         if key is None or not rsa2_verify(sign_content(params), params.get("sign", ""), key,
@@ -78,8 +94,7 @@ class Standin:
         if not re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", params.get("timestamp", "")):
             problems.append("timestamp")
         biz = json.loads(params.get("biz_content", "{}"))
-        if biz.get("msg_type") != "text" or not biz.get("text", {}).get("content"):
-            problems.append("biz_content")
+        message = self.message(biz, problems)
         if problems:
             self.errors.extend(problems)
             return self.answer({"code": "40002", "msg": "Invalid Arguments",
@@ -93,11 +108,35 @@ class Standin:
             return self.answer({"code": "40004", "msg": "Business Failed",
                                 "sub_code": "USER_NOT_FOLLOW", "sub_msg": "用户未关注生活号"})
         self.messages.append({"app_id": params["app_id"], "to_user_id": biz["to_user_id"],
-                              "text": biz["text"]["content"], "chat": biz.get("chat")})
+                              "msg_type": biz["msg_type"], "chat": biz.get("chat"), **message})
         if self.silent_first > 0:
             self.silent_first -= 1
             await asyncio.sleep(4)  # the sender (timeout_s well under 4 s) gives up first
         return self.answer({"code": "10000", "msg": "Success"})
+
+
+    @staticmethod
+    def message(biz: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+        """The text or the article of a custom.send, as Alipay's API describes them."""
+        if biz.get("msg_type") == "text":
+            if not biz.get("text", {}).get("content"):
+                problems.append("biz_content: text without content")
+                return {}
+            return {"text": biz["text"]["content"]}
+        if biz.get("msg_type") == "image-text":
+            articles = biz.get("articles")
+            if not isinstance(articles, list) or len(articles) != 1:
+                problems.append("biz_content: articles must hold one article")
+                return {}
+            article = articles[0]
+            if set(article) != {"title", "desc", "image_url", "url", "action_name"} \
+                    or not all(isinstance(v, str) and v for v in article.values()):
+                problems.append("biz_content: article fields")
+            elif not all(re.match(r"^https?://", article[k]) for k in ("image_url", "url")):
+                problems.append("biz_content: image_url and url must be http(s) URLs")
+            return {"article": article}
+        problems.append(f"biz_content: msg_type {biz.get('msg_type')}")
+        return {}
 
 
 class RunningStandin(ThreadedServer):

@@ -2,8 +2,9 @@
 in, every reply out by custom.send (an RQ job, a real worker) to the local stand-in, which checks
 each request's signature with the app's public key. The bot answers, the citizen picks numbered
 options by typing digits, asks for a person, an agent (a real staff account, on the desk the
-app built) answers and closes, the citizen rates 1-5 — and every stored message reaches the
-citizen exactly once, however many processes get it from the bus."""
+app built) answers, sends a picture (an image-text message whose link this server serves) and
+closes, the citizen rates 1-5 — and every stored message reaches the citizen exactly once,
+however many processes get it from the bus."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from core.staff import StaffStore
 from tests.support import always_open_units
 
 from .conftest import (
-    APP_ID, FORM, PATH, app_config, message_xml, notification, run_worker, with_alipay,
+    APP_ID, FORM, PATH, PNG, app_config, message_xml, notification, run_worker, with_alipay,
 )
 
 CITIZEN = "2088102122524333"
@@ -56,23 +57,23 @@ class Phone:
     async def stored(self) -> list[Outbound]:
         return (await self.hub.history("alipay", USER))[1]
 
-    async def received(self) -> list[str]:
+    async def received(self) -> list[str | dict[str, str]]:
         """Wait until every stored reply is queued or sent, run the worker, return what
-        reached the phone since the last call."""
+        reached the phone since the last call (texts, and pictures as their article)."""
         prefix = self.hub.settings.redis.prefix
         deadline = time.monotonic() + 15
         while True:
             want = {m.message_id for m in await self.stored() if m.sender != "citizen"}
             queued = {p["message_id"] for job in self.queue.get_jobs()
                       for p in job.args[0]["parts"]}
-            done = {w for w in want if await self.hub.redis.exists(f"{prefix}alipay:done:{w}")}
+            done = {w for w in want if await self.hub.redis.keys(f"{prefix}alipay:done:{w}*")}
             if want <= queued | done:
                 break
             assert time.monotonic() < deadline, f"not queued: {want - queued - done}"
             await asyncio.sleep(0.05)
         run_worker(self.queue, self.rq)
-        texts = self.standin.standin.texts(CITIZEN)
-        new, self.seen = texts[self.seen:], len(texts)
+        got = self.standin.standin.received(CITIZEN)
+        new, self.seen = got[self.seen:], len(got)
         return new
 
 
@@ -85,7 +86,10 @@ async def phone(aiohttp_client, settings, engine, redis, rq_redis, queue_name, k
     cfg = cfg.model_copy(update={"handoff": cfg.handoff.model_copy(
         update={"units_file": always_open_units(tmp_path)})})
     client = await aiohttp_client(create_app(cfg, adapters={"alipay": AlipayAdapter}))
-    client.app[HUB].adapters["alipay"].job_settings = cfg.model_dump(mode="json")
+    # the worker makes pictures' links from server.public_url: here, this very server
+    public = cfg.server.model_copy(update={"public_url": str(client.make_url("")).rstrip("/")})
+    client.app[HUB].adapters["alipay"].job_settings = cfg.model_copy(
+        update={"server": public}).model_dump(mode="json")
     return Phone(client, keys, standin, rq_redis, queue_name)
 
 
@@ -135,6 +139,16 @@ async def test_a_conversation_with_the_bot_a_person_and_a_rating(phone, engine):
     await hub.desk.send(agent, handoff["id"], "请携带身份证到户籍派出所申请即可。")
     assert await phone.received() == ["张警官：请携带身份证到户籍派出所申请即可。"]
 
+    # the agent sends a picture: it arrives as one, and its link serves it from this server
+    conversation_id = (await phone.stored())[0].conversation_id
+    meta = await hub.attachments.save(conversation_id, "agent", agent.id, PNG, name="样例.png")
+    await hub.desk.send(agent, handoff["id"], "", attachments=[meta.to_attachment()])
+    [picture] = await phone.received()
+    assert (picture["title"], picture["desc"]) == ("图片", "张警官发来的图片")
+    resp = await phone.client.get(picture["url"].removeprefix(str(phone.client.make_url(""))
+                                                               .rstrip("/")))
+    assert resp.status == 200 and await resp.read() == PNG
+
     # the agent closes; the rating request says 回复1-5, and "5" then "1" answer it
     await hub.desk.close(agent, handoff["id"], "resolved")
     ended, rating = await phone.received()
@@ -154,7 +168,8 @@ async def test_a_conversation_with_the_bot_a_person_and_a_rating(phone, engine):
     # every stored reply reached the phone exactly once, in order, all signed by the app
     replies = [m for m in await phone.stored() if m.sender != "citizen"]
     adapter = hub.adapters["alipay"]
-    assert phone.standin.standin.texts(CITIZEN) == [adapter.render(m) for m in replies]
+    assert phone.standin.standin.texts(CITIZEN) == [t for m in replies if (t := adapter.render(m))]
+    assert len(phone.standin.standin.articles(CITIZEN)) == 1
     assert phone.standin.standin.bad_signatures == 0 and phone.standin.standin.errors == []
     assert {m["chat"] for m in phone.standin.standin.messages} == {"1"}
 
