@@ -26,7 +26,7 @@ from .db.schema import kb_entries
 from .kb.models import KbEntryBase, entry_adapter
 from .kb.richtext import html_to_text
 from .nlu.agencies import Agencies
-from .nlu.coverage import Coverage
+from .nlu.coverage import Coverage, Licences
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
 from .nlu.spelling import Spelling
@@ -53,10 +53,18 @@ class Snapshot:
     entry_text: dict[str, str]
     #: departments named in a question (人社, 税务), to weigh their matters' entries
     agencies: Agencies
+    #: licences the KB never names (药品经营许可证): another department's
+    licences: Licences
 
     def outside(self, question: str, entry_id: str) -> str | None:
-        """A service the question names that the entry ``entry_id`` never mentions."""
-        return self.coverage.outside(question, self.entry_text.get(entry_id, ""))
+        """A service the question names that the entry ``entry_id`` never mentions: one of
+        config/not_covered.yaml's, or a licence the KB never names."""
+        text = self.entry_text.get(entry_id, "")
+        listed = self.coverage.outside(question, text)
+        if listed is not None:
+            return listed
+        licence = self.licences.unknown(question)
+        return licence if licence is not None and licence not in text else None
 
     def entry(self, entry_id: str) -> KbEntryBase | None:
         return self.entries.get(entry_id)
@@ -146,9 +154,12 @@ def _build(entries: list[KbEntryBase], fingerprint: tuple, rerank: RerankMode) -
     log.info("knowledge snapshot built: %d entries, %d rows in %.2f s", len(entries),
              len(index.row_text), time.perf_counter() - start)
     departments = {m.code: m.department for m in load_matters().matters}
+    entry_text = {e.id: whole_text(e) for e in entries}
+    named = [normalise(w) for c, vs in analyzer.synonyms.items() for w in (c, *vs)]
     return Snapshot(index, intents, {e.id: e for e in entries}, guides, fingerprint,
-                    time.time(), Coverage.load(), {e.id: whole_text(e) for e in entries},
-                    Agencies.load(index.entries, departments))
+                    time.time(), Coverage.load(), entry_text,
+                    Agencies.load(index.entries, departments),
+                    Licences([*entry_text.values(), *named], analyzer.cut))
 
 
 def whole_text(entry: KbEntryBase) -> str:

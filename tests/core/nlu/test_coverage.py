@@ -4,11 +4,12 @@ KB does cover, are still answered."""
 
 from __future__ import annotations
 
+import jieba
 import pytest
 
 from core.dialog.bot import Context
 from core.errors import ConfigError
-from core.nlu.coverage import Coverage, Topic
+from core.nlu.coverage import Coverage, Licences, Topic
 
 
 @pytest.mark.parametrize(("question", "named"), [
@@ -30,6 +31,9 @@ from core.nlu.coverage import Coverage, Topic
     ("结婚证丢了怎么补", "婚姻登记"),
     ("教师招聘考试在哪报名", "招聘"),
     ("公司想注册个商标 去哪里申请", "知识产权"),
+    # a licence the KB never names, listed nowhere: another department's (食品经营许可证 is ours)
+    ("开药店要办药品经营许可证 怎么申请", "药品经营许可证"),
+    ("烟草专卖许可证去哪办", "烟草专卖许可证"),
 ])
 def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     reply = bot.respond(question, Context())
@@ -46,6 +50,8 @@ def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     ("外籍员工办社保参保登记要提供护照吗", "M08"),
     # 结婚证 as a document another matter asks for, not the marriage registration service
     ("办居住证需要结婚证吗", "M04"),
+    # the licence we cover, named with everyday words around it
+    ("我们公司想办食品经营许可证 要什么材料", "M22"),
 ])
 def test_a_mention_in_passing_or_a_covered_one_is_still_answered(bot, question, matter):
     reply = bot.respond(question, Context())
@@ -59,6 +65,17 @@ def test_the_first_listed_service_is_named_and_covered_entries_are_not_outside()
     assert cov.outside("港澳通行证和驾照都丢了", "居住证丢了怎么补办") == "出入境证件"
     assert cov.outside("护照丢了", "外籍人员需提供护照信息") is None
     assert cov.outside("居住证丢了", "居住证丢了怎么补办") is None
+
+
+def test_a_licence_is_unknown_when_the_kb_never_names_it():
+    licences = Licences(["食品经营许可证 酒类商品零售许可证", "专票"], jieba.lcut)
+    assert licences.unknown("开药店要办药品经营许可证吗") == "药品经营许可证"
+    # everyday words and verbs before it are not part of its name
+    assert licences.unknown("我们公司想办食品经营许可证") is None
+    assert licences.unknown("能办食品经营许可证吗") is None
+    # a head alone, or with one character before it, names nothing in particular
+    assert licences.unknown("那个许可证到期了") is None
+    assert licences.unknown("证件和许可") is None
 
 
 def test_the_file_is_validated_with_the_field_named(tmp_path):
