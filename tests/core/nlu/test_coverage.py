@@ -34,6 +34,8 @@ from core.nlu.coverage import Coverage, Licences, Topic
     # a licence the KB never names, listed nowhere: another department's (食品经营许可证 is ours)
     ("开药店要办药品经营许可证 怎么申请", "药品经营许可证"),
     ("烟草专卖许可证去哪办", "烟草专卖许可证"),
+    ("户口本丢了怎么补办", "户口本"),
+    ("外地孩子在上海上初中要什么条件", "入学"),
 ])
 def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     reply = bot.respond(question, Context())
