@@ -29,8 +29,8 @@ from .nlu.agencies import Agencies
 from .nlu.coverage import Coverage, Licences
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
-from .nlu.spelling import Spelling
 from .nlu.rerank import RerankModel, load_rerank_model
+from .nlu.spelling import Spelling
 from .nlu.text import Analyzer, normalise
 from .reference import load_matters
 from .tasks import cancel_and_wait
@@ -74,7 +74,7 @@ class Snapshot:
         """The KB's questions and the intent examples, to read questions typed in pinyin
         (built on the first one: most processes never see one)."""
         texts = [q for e in self.entries.values() if e.type in ("faq", "guide")
-                 for q in (e.display_title, *getattr(e, "aliases", []))]
+                 for q in (e.display_title, *(getattr(e, "aliases", None) or []))]
         spec = self.intents.spec
         for intent in spec.intents.values():
             texts += intent.examples

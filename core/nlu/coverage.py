@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -84,8 +85,10 @@ class Licences:
     def __init__(self, known: Iterable[str], cut: Callable[[str], list[str]]) -> None:
         self._known = "\n".join(known)
         self._cut = cut
+        # the bot asks about one message several times (the answer, the fallback's wording)
+        self.unknown = lru_cache(maxsize=256)(self._unknown)
 
-    def unknown(self, question: str) -> str | None:
+    def _unknown(self, question: str) -> str | None:
         """The first licence the question names and the KB does not, or None."""
         words = self._cut(normalise(question))
         for i, word in enumerate(words):

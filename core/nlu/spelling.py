@@ -25,6 +25,9 @@ _LATIN = re.compile(r"[A-Za-z][A-Za-z\s'’,.!?，。！？、]*")
 _CHUNKS = re.compile(r"[a-z]+")
 #: the longest word looked for, in syllables
 MAX_SYLLABLES = 8
+#: shorter is too short to tell ("hi", "ok"); longer is not a question typed by sound, and
+#: spelling it would cost time on every long Latin message (English text, pasted codes)
+MIN_LETTERS, MAX_LETTERS = 4, 240
 
 
 class Spelling:
@@ -55,7 +58,7 @@ class Spelling:
         # spaces are dropped: people put them between syllables ("zhuan ren gong") as often
         # as between words
         letters = "".join(_CHUNKS.findall(text.lower()))
-        if len(letters) < 4:  # "hi", "ok": too short to tell
+        if not MIN_LETTERS <= len(letters) <= MAX_LETTERS:  # "hi", "ok"; or an essay
             return None
         return self._spell(letters)
 

@@ -32,6 +32,7 @@ def test_pinyin_of_known_words_is_spelt_in_chinese(spelling, typed, spelt):
     "居住证 qianzhu",  # Chinese already there: not a pinyin message
     "juzhuzheng 2025",  # digits
     "juzhuzheng xyz",  # one piece spells nothing: left as typed
+    "fapiao " * 50,  # longer than any question typed by sound
 ])
 def test_what_is_not_all_pinyin_of_known_words_is_left_alone(spelling, typed):
     assert spelling.hanzi(typed) is None
