@@ -35,7 +35,7 @@ from .config import WeChatAccount, WeChatConfig
 from .crypto import AccountCrypto, BadPayload, BadSignature, new_nonce
 from .inbound import Malformed, PushMessage, envelope, message, parse, to_inbound
 from .outbox import Outbox, deliverable
-from .render import MAX_BYTES, passive_xml, pictures, render_text
+from .render import MAX_BYTES, media, passive_xml, render_text
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +271,11 @@ class WeChatAdapter(ChannelAdapter):
     @staticmethod
     def _fit(replies: list[Outbound]) -> list[Outbound]:
         """The first replies that fit in one passive reply (the rest go by the API). A reply
-        with a picture, and what follows it, go by the API: only there can it be shown."""
+        with a picture or a playable voice, and what follows it, go by the API: only there can
+        it be shown (or heard)."""
         chosen, size = [], -2
         for out in replies:
-            if pictures(out):
+            if media(out):
                 break
             size += 2 + len(render_text(out).encode())
             if size > MAX_BYTES:

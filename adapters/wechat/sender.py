@@ -2,10 +2,12 @@
 access token.
 
 One job sends one batch of parts to one citizen, in order (``adapters.wechat.outbox`` makes the
-batch and guarantees one job per message). A part is a text, or ``{"image": <attachment id>}``:
-an agent's picture, read from SQL, uploaded as temporary media (``media/upload``, valid three
-days; the media id is kept in Redis so a retry does not upload it again) and sent as an image
-message. Exactly once towards the platform:
+batch and guarantees one job per message). A part is a text, or ``{"image": <attachment id>}``
+/ ``{"voice": <attachment id>}``: an agent's picture or voice message (AMR / MP3, which WeChat
+plays), read from SQL, uploaded as temporary media of that type (``media/upload``, valid three
+days; the media id is kept in Redis so a retry does not upload it again) and sent as an image /
+voice message. Media the platform refuses for what they are (type, size, a voice over 60 s) are
+announced with the "[图片]" / "[语音]" note instead. Exactly once towards the platform:
 
 - each part is one send whose success is recorded in Redis under the job's id and the
   part's index *before* the job goes on, so a retried job skips what was accepted already;
@@ -46,6 +48,7 @@ from core.errors import BangbanError, NotFound
 from core.jobs import queue, with_engine
 
 from .config import WeChatAccount, WeChatConfig
+from .render import note, sendable
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +58,11 @@ TOKEN_INVALID = {40001, 40014, 42001}
 #: answers no retry can change: window closed, quota spent, unknown / unfollowed user, no right
 WINDOW_CLOSED = {45015: "window", 45047: "quota"}
 PERMANENT = {40003, 43004, 48001, 45002, 40008, 41001, 40013, 40125, 40164, 61024}
+#: refusals of a picture or voice itself: media type, file type, file size, too large, too long
+MEDIA_REFUSED = {40004, 40005, 40006, 45001, 45007}
 #: how long the outcome of each part of a job is remembered (a retry reads it)
 PART_TTL_S = 7 * 24 * 3600
-#: an uploaded picture's media id is kept this long: temporary media live three days
+#: an uploaded picture's or voice's media id is kept this long: temporary media live three days
 MEDIA_TTL_S = 2 * 24 * 3600
 DEAD_LETTERS = "wechat:dead"
 
@@ -76,6 +81,12 @@ class Refused(BangbanError):
     def __init__(self, errcode: int, errmsg: str) -> None:
         super().__init__(f"errcode {errcode}: {errmsg[:200]}")
         self.errcode = errcode
+
+
+class Unsendable(SendError):
+    """The platform refused a picture or voice for what it is: no retry will change that."""
+
+    code = "wechat_media_refused"
 
 
 class Uncertain(BangbanError):
@@ -201,6 +212,8 @@ def _api(tokens: Tokens, path: str, payload: dict[str, Any] | None, *, sent_matt
             continue
         if code in WINDOW_CLOSED or code in PERMANENT:
             raise Refused(code, errmsg)
+        if code in MEDIA_REFUSED:
+            raise Unsendable(f"errcode {code}: {errmsg[:200]}")
         raise SendError(f"errcode {code}: {errmsg[:200]}")
     raise SendError("the platform refused a fresh access token")  # pragma: no cover
 
@@ -211,14 +224,17 @@ def send_text(tokens: Tokens, openid: str, text: str) -> None:
                                                   "text": {"content": text}}, sent_matters=True)
 
 
-def upload_image(tokens: Tokens, data: bytes, mime: str, name: str) -> str:
-    """Upload a picture as temporary media (multipart, field ``media``); its media id."""
+def upload_media(tokens: Tokens, kind: str, data: bytes, mime: str, name: str) -> str:
+    """Upload a picture or voice as temporary media of type ``kind`` (``image`` / ``voice``;
+    multipart, field ``media``); its media id."""
     boundary = f"----bangban{secrets.token_hex(12)}"
-    safe = "".join(c for c in name if c.isascii() and c.isalnum() or c in "._-") or "image"
+    safe = "".join(c for c in name if c.isascii() and c.isalnum() or c in "._-")
+    if not safe or safe.startswith("."):  # a Chinese name keeps only its extension
+        safe = kind + safe
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; "
             f"filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n").encode() + data + \
         f"\r\n--{boundary}--\r\n".encode()
-    answer = _api(tokens, "/cgi-bin/media/upload?type=image", None, sent_matters=False,
+    answer = _api(tokens, f"/cgi-bin/media/upload?type={kind}", None, sent_matters=False,
                   body=(body, f"multipart/form-data; boundary={boundary}"))
     media_id = answer.get("media_id")
     if not isinstance(media_id, str) or not media_id:
@@ -226,15 +242,16 @@ def upload_image(tokens: Tokens, data: bytes, mime: str, name: str) -> str:
     return media_id
 
 
-def send_image(tokens: Tokens, openid: str, media_id: str) -> None:
-    """One customer-service image message; returns once the platform accepted it."""
-    _api(tokens, "/cgi-bin/message/custom/send", {"touser": openid, "msgtype": "image",
-                                                  "image": {"media_id": media_id}},
+def send_media(tokens: Tokens, openid: str, kind: str, media_id: str) -> None:
+    """One customer-service image or voice message; returns once the platform accepted it."""
+    _api(tokens, "/cgi-bin/message/custom/send", {"touser": openid, "msgtype": kind,
+                                                  kind: {"media_id": media_id}},
          sent_matters=True)
 
 
-def _picture(cfg: Settings, attachment_id: str) -> tuple[bytes, str, str] | None:
-    """(bytes, mime, file name) of an agent's picture, from SQL; None if it is gone."""
+def _attachment(cfg: Settings, kind: str, attachment_id: str) -> tuple[bytes, str, str] | None:
+    """(bytes, mime, file name) of an agent's attachment that goes as a ``kind`` message, from
+    SQL; None if it is gone (or, judged by what was stored, is not one WeChat takes as that)."""
 
     async def read(engine: AsyncEngine) -> tuple[bytes, str, str] | None:
         try:
@@ -242,8 +259,7 @@ def _picture(cfg: Settings, attachment_id: str) -> tuple[bytes, str, str] | None
                                                cfg.handoff.max_voice_bytes).get(attachment_id)
         except NotFound:
             return None
-        return (data, meta.mime, meta.name or f"{attachment_id}.img") if meta.kind == "image" \
-            else None
+        return (data, meta.mime, meta.name) if sendable(meta.to_attachment()) == kind else None
 
     return with_engine(cfg.database_url, read)
 
@@ -273,8 +289,8 @@ def window_closed_event(context: dict[str, Any], reason: str) -> dict[str, Any]:
 
 def deliver(account: str, openid: str, texts: list[str | dict[str, str]],
             context: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """RQ job: send ``texts`` (the parts: texts and ``{"image": id}``) to ``openid`` of
-    ``account``, in order.
+    """RQ job: send ``texts`` (the parts: texts, ``{"image": id}`` and ``{"voice": id}``) to
+    ``openid`` of ``account``, in order.
 
     ``context``: ``conversation``, ``unit`` and ``handoff`` of an open human-help service (for
     the agent's notices), ``messages`` (the message ids, for the logs). ``settings``: the
@@ -302,11 +318,11 @@ def deliver(account: str, openid: str, texts: list[str | dict[str, str]],
         try:
             if isinstance(part, str):
                 send_text(tokens, openid, part)
-            elif not _send_picture(tokens, cfg, connection, f"{prefix}wechat:media:{job.id}:{i}",
-                                   openid, part["image"]):
+            elif not _send_media(tokens, cfg, connection, f"{prefix}wechat:media:{job.id}:{i}",
+                                 openid, part):
                 connection.set(key, "gone", ex=PART_TTL_S)
                 skipped += 1
-                log.warning("wechat: picture %s of %s is gone; not sent", part["image"],
+                log.warning("wechat: attachment %s of %s is gone; not sent", part,
                             context.get("conversation"))
                 continue
         except Uncertain as exc:
@@ -328,17 +344,28 @@ def deliver(account: str, openid: str, texts: list[str | dict[str, str]],
     return {"sent": sent, "skipped": skipped, "uncertain": uncertain}
 
 
-def _send_picture(tokens: Tokens, cfg: Settings, connection, media_key: str,  # noqa: ANN001
-                  openid: str, attachment_id: str) -> bool:
-    """Upload (once per job part) and send one picture; False when the attachment is gone."""
-    media = connection.get(media_key)
-    if media is None:
-        picture = _picture(cfg, attachment_id)
-        if picture is None:
-            return False
-        media = upload_image(tokens, *picture)
-        connection.set(media_key, media, ex=MEDIA_TTL_S)
-    send_image(tokens, openid, media.decode() if isinstance(media, bytes) else media)
+def _send_media(tokens: Tokens, cfg: Settings, connection, key: str,  # noqa: ANN001
+                openid: str, part: dict[str, str]) -> bool:
+    """Upload (once per job part) and send one picture or voice (``part``: ``{kind: attachment
+    id}``); False when the attachment is gone. The media id is kept under the part's key and
+    its kind, so an image's id can never be sent as a voice."""
+    [(kind, attachment_id)] = part.items()
+    media_key = f"{key}:{kind}"
+    try:
+        media = connection.get(media_key)
+        if media is None:
+            found = _attachment(cfg, kind, attachment_id)
+            if found is None:
+                return False
+            media = upload_media(tokens, kind, *found)
+            connection.set(media_key, media, ex=MEDIA_TTL_S)
+        send_media(tokens, openid, kind, media.decode() if isinstance(media, bytes) else media)
+    except Unsendable as exc:
+        # e.g. a voice over 60 s, which only the platform measures: say there is one, as for
+        # a format WeChat cannot play, rather than retry in vain and hold up the rest
+        log.warning("wechat: the platform refuses %s %s (%s); announced instead", kind,
+                    attachment_id, exc)
+        send_text(tokens, openid, note([kind]))
     return True
 
 
@@ -374,5 +401,6 @@ def enqueue(connection, config: WeChatConfig, account: str, openid: str,  # noqa
         description=f"wechat send {account} {context.get('conversation')}")
 
 
-__all__ = ["deliver", "enqueue", "send_failed", "send_text", "send_image", "upload_image",
-           "Tokens", "SendError", "Refused", "Uncertain", "window_closed_event", "DEAD_LETTERS"]
+__all__ = ["deliver", "enqueue", "send_failed", "send_text", "send_media", "upload_media",
+           "Tokens", "SendError", "Refused", "Uncertain", "Unsendable", "window_closed_event",
+           "DEAD_LETTERS"]

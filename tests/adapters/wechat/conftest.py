@@ -116,6 +116,21 @@ async def eventually(predicate, timeout: float = 5.0, what: str = "condition"): 
         await asyncio.sleep(0.02)
 
 
+# -- an agent's files, by their real magic bytes (what core.attachments.sniff reads) ------------
+
+#: AMR-NB: the "#!AMR\n" header and one second of 12.2 kbit/s frames (header byte 0x3c, 32 bytes)
+AMR = b"#!AMR\n" + (b"\x3c" + bytes(31)) * 50
+#: MP3: an ID3v2.4 tag header, then MPEG-1 layer III frames (128 kbit/s, 44.1 kHz: 417 bytes)
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + (b"\xff\xfb\x90\x64" + bytes(413)) * 3
+#: WebM (what browsers record): an EBML header whose DocType is "webm"
+WEBM = (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81"
+        b"\x08\x42\x82\x84webm\x42\x87\x81\x04\x42\x85\x81\x02") + bytes(200)
+#: Ogg Opus: the first page, carrying the OpusHead packet
+OGG = b"OggS\x00\x02" + bytes(22) + b"\x01\x13OpusHead\x01\x01" + bytes(200)
+#: what the citizen reads instead of a voice message WeChat cannot play
+VOICE_NOTE = "[语音]（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）"
+
+
 # -- a citizen on an account ------------------------------------------------------------------
 
 

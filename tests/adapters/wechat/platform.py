@@ -2,6 +2,10 @@
 customer-service send), served on 127.0.0.1 from a background thread, so RQ workers running on
 the test's main thread reach it.
 
+Uploads are checked as the platform documents them: type ``image`` takes PNG, JPEG or GIF, type
+``voice`` AMR or MP3 of at most 2 MB (the bytes are sniffed, as the platform does not take a
+file name's word for it); an image or voice message must name media uploaded as that type.
+
 It records every accepted send, counts token fetches, and can be told to answer the next sends
 with an errcode, an HTTP error, or not at all (to make the sender's timeout happen after the
 request was sent).
@@ -16,14 +20,20 @@ from typing import Any
 
 from aiohttp import web
 
+from core.attachments import sniff
 from tests.support import ThreadedServer
+
+#: what each upload type accepts, by sniffed MIME type, and its size limit (2 MB: the platform's
+#: documented voice limit; pictures are not limited here)
+UPLOADS = {"image": ({"image/png", "image/jpeg", "image/gif"}, None),
+           "voice": ({"audio/amr", "audio/mpeg"}, 2_000_000)}
 
 
 @dataclass
 class Sent:
     app_id: str
     touser: str
-    #: a text's content, or "[image <media_id>]"
+    #: a text's content, or "[image <media_id>]" / "[voice <media_id>]"
     content: str
 
 
@@ -33,6 +43,7 @@ class Media:
     data: bytes
     mime: str
     filename: str
+    kind: str = "image"
 
 
 @dataclass
@@ -52,7 +63,7 @@ class Platform:
     uploads: int = 0
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=16 * 1024 * 1024)  # aiohttp's 1 MiB < 2 MB
         app.router.add_post("/cgi-bin/stable_token", self.stable_token)
         app.router.add_post("/cgi-bin/message/custom/send", self.custom_send)
         app.router.add_post("/cgi-bin/media/upload", self.upload)
@@ -70,16 +81,23 @@ class Platform:
         app_id = self._app_of(request)
         if app_id is None:
             return web.json_response({"errcode": 40001, "errmsg": "invalid credential"})
-        if request.query.get("type") != "image":
+        kind = request.query.get("type", "")
+        if kind not in UPLOADS:
             return web.json_response({"errcode": 40004, "errmsg": "invalid media type"})
         form = await request.post()
         part = form.get("media")
         if not isinstance(part, web.FileField):
             return web.json_response({"errcode": 41005, "errmsg": "media data missing"})
+        data = part.file.read()
+        accepted, limit = UPLOADS[kind]
+        if (sniff(data[:64]) or ("", ""))[1] not in accepted:
+            return web.json_response({"errcode": 40005, "errmsg": "invalid file type"})
+        if limit is not None and len(data) > limit:
+            return web.json_response({"errcode": 40006, "errmsg": "invalid media size"})
         self.uploads += 1
         media_id = f"media-{secrets.token_hex(8)}"
-        self.media[media_id] = Media(app_id, part.file.read(), part.content_type, part.filename)
-        return web.json_response({"type": "image", "media_id": media_id,
+        self.media[media_id] = Media(app_id, data, part.content_type, part.filename, kind)
+        return web.json_response({"type": kind, "media_id": media_id,
                                   "created_at": 1700000000})
 
     async def stable_token(self, request: web.Request) -> web.Response:
@@ -110,19 +128,22 @@ class Platform:
             await asyncio.sleep(self.hang_s)
         elif failure != "ok":
             return web.json_response({"errcode": failure, "errmsg": f"failure {failure}"})
-        if data["msgtype"] == "image":
-            media_id = data["image"]["media_id"]
-            if media_id not in self.media:
+        kind = data["msgtype"]
+        if kind in UPLOADS:
+            media_id = data[kind]["media_id"]
+            if media_id not in self.media or self.media[media_id].kind != kind:
                 return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
-            self.sent.append(Sent(app_id, data["touser"], f"[image {media_id}]"))
+            self.sent.append(Sent(app_id, data["touser"], f"[{kind} {media_id}]"))
             return web.json_response({"errcode": 0, "errmsg": "ok"})
         assert data["msgtype"] == "text", data
         self.sent.append(Sent(app_id, data["touser"], data["text"]["content"]))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
-    def picture(self, content: str) -> Media:
-        """The upload an "[image <media_id>]" send showed."""
-        return self.media[content.removeprefix("[image ").removesuffix("]")]
+    def uploaded(self, content: str) -> Media:
+        """The upload an "[image <media_id>]" or "[voice <media_id>]" send showed."""
+        kind, _, media_id = content.strip("[]").partition(" ")
+        assert self.media[media_id].kind == kind, content
+        return self.media[media_id]
 
     def to(self, openid: str) -> list[str]:
         return [s.content for s in self.sent if s.touser == openid]

@@ -18,7 +18,7 @@ from core.db.schema import ratings
 from core.reference import load_matters
 from core.routing import department_menu
 
-from .conftest import Citizen, eventually, work
+from .conftest import AMR, MP3, OGG, VOICE_NOTE, WEBM, Citizen, eventually, work
 
 PASSWORD = "correct horse battery 42"
 
@@ -220,32 +220,73 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
        b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
-async def test_an_agents_picture_reaches_the_citizen_as_an_image(make_client, queue_name,
-                                                                 rq_redis, platform):
-    """The agent sends a picture with a caption: the citizen's WeChat shows the caption, then the
-    picture itself (uploaded as temporary media), not a "[图片]" placeholder."""
+async def serving(make_client, queue_name: str, rq_redis, login: str):  # noqa: ANN001
+    """An app, and an agent serving a citizen of ``oa-live`` who asked for a person: (hub, the
+    agent, the citizen, the handoff, an attachment store)."""
     from core.attachments import AttachmentStore
 
     client, cfg = await make_client(seed=True)
     hub = client.app[HUB]
-    agent = await client.app[STAFF].add_user("wx-pic", PASSWORD, roles=("agent",),
+    agent = await client.app[STAFF].add_user(login, PASSWORD, roles=("agent",),
                                              units=list(hub.handoff.units), display_name="李老师")
     assert await hub.desk.heartbeat(agent, "online")
     c = Citizen(client)
-    sent = platform.platform.to
     await c.say("转人工")
     await c.say("1")
     await eventually(lambda: jobs_queued(queue_name, rq_redis) == 1, what="the assignment notice")
     work(queue_name, rq_redis)
     h = next(x for x in (await hub.desk.board(agent))["mine"])
-
     store = AttachmentStore(hub.engine, cfg.handoff.max_image_bytes, cfg.handoff.max_voice_bytes)
-    meta = await store.save(h["conversation_id"], "agent", agent.id, PNG, name="办理窗口.png")
-    await hub.desk.send(agent, h["id"], "请看这张图，窗口在二楼", attachments=[meta.to_attachment()])
-    await eventually(lambda: jobs_queued(queue_name, rq_redis) == 1, what="the picture's send job")
+    return hub, agent, c, h, store
+
+
+async def agent_sends(hub, agent, h, store, queue_name: str, rq_redis,  # noqa: ANN001
+                      text: str, data: bytes, name: str) -> None:
+    """The agent sends ``data`` (stored as their attachment) with ``text``; the send job runs."""
+    meta = await store.save(h["conversation_id"], "agent", agent.id, data, name=name)
+    await hub.desk.send(agent, h["id"], text, attachments=[meta.to_attachment()])
+    await eventually(lambda: jobs_queued(queue_name, rq_redis) == 1, what="the send job")
     work(queue_name, rq_redis)
-    caption, image = sent(c.openid)[-2:]
+
+
+async def test_an_agents_picture_reaches_the_citizen_as_an_image(make_client, queue_name,
+                                                                 rq_redis, platform):
+    """The agent sends a picture with a caption: the citizen's WeChat shows the caption, then the
+    picture itself (uploaded as temporary media), not a "[图片]" placeholder."""
+    hub, agent, c, h, store = await serving(make_client, queue_name, rq_redis, "wx-pic")
+    await agent_sends(hub, agent, h, store, queue_name, rq_redis, "请看这张图，窗口在二楼", PNG,
+                      "办理窗口.png")
+    caption, image = platform.platform.to(c.openid)[-2:]
     assert caption == "请看这张图，窗口在二楼"  # no "[图片]" note: the picture itself follows
-    media = platform.platform.picture(image)
+    media = platform.platform.uploaded(image)
     assert (media.data, media.mime) == (PNG, "image/png")
     assert platform.platform.uploads == 1
+
+
+async def test_an_agents_voice_reaches_the_citizen_as_a_voice_message(make_client, queue_name,
+                                                                      rq_redis, platform):
+    """An AMR voice message (a format WeChat plays) arrives as a voice message the citizen can
+    play, after its text, with no "[语音]" note."""
+    hub, agent, c, h, store = await serving(make_client, queue_name, rq_redis, "wx-voice")
+    await agent_sends(hub, agent, h, store, queue_name, rq_redis, "请听语音说明", AMR,
+                      "办理须知.amr")
+    caption, voice = platform.platform.to(c.openid)[-2:]
+    assert caption == "请听语音说明"
+    media = platform.platform.uploaded(voice)
+    assert (media.kind, media.data, media.mime) == ("voice", AMR, "audio/amr")
+    assert platform.platform.uploads == 1
+
+
+async def test_a_voice_wechat_cannot_play_keeps_its_note(make_client, queue_name, rq_redis,
+                                                         platform):
+    """WebM (what browsers record) and OGG are not transcoded, and an MP3 over WeChat's 2 MB
+    (within our own 2 MiB limit) is not cut: the citizen is told there is a voice message, and
+    nothing is uploaded."""
+    hub, agent, c, h, store = await serving(make_client, queue_name, rq_redis, "wx-webm")
+    await agent_sends(hub, agent, h, store, queue_name, rq_redis, "请听", WEBM, "录音.webm")
+    await agent_sends(hub, agent, h, store, queue_name, rq_redis, "", OGG, "录音.ogg")
+    big = MP3 + bytes(2_050_000 - len(MP3))
+    await agent_sends(hub, agent, h, store, queue_name, rq_redis, "长的", big, "长录音.mp3")
+    assert platform.platform.to(c.openid)[-3:] == [f"请听\n\n{VOICE_NOTE}", VOICE_NOTE,
+                                                   f"长的\n\n{VOICE_NOTE}"]
+    assert platform.platform.uploads == 0

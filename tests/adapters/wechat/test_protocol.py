@@ -157,25 +157,38 @@ def test_rendering_for_a_text_only_channel():
     assert xml["Content"] == "a]]>b<c>" and xml["ToUserName"] == "o1"
 
 
-def test_an_agents_pictures_become_image_parts_and_only_the_rest_is_announced():
+NOTE = "（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）"
+
+
+def test_an_agents_pictures_and_playable_voice_become_media_parts_the_rest_is_announced():
     from core.dialog.models import Attachment
 
-    pic = Attachment(kind="image", url="/attachments/a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
-                     mime="image/png", size=10)
-    voice = Attachment(kind="voice", url="/attachments/f1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
-                       mime="audio/amr", size=10)
+    def stored(kind: str, mime: str, size: int = 10, n: str = "a") -> Attachment:
+        return Attachment(kind=kind, url=f"/attachments/a{n * 31}", mime=mime, size=size)
+
+    pic = stored("image", "image/png", n="1")
+    amr, mp3 = stored("voice", "audio/amr", n="2"), stored("voice", "audio/mpeg", n="3")
+    webm, ogg = stored("voice", "audio/webm", n="4"), stored("voice", "audio/ogg", n="5")
+    big = stored("voice", "audio/mpeg", size=2_000_001, n="6")  # over WeChat's 2 MB
     outs = [Outbound(action="agent", text="您好"),
-            Outbound(action="agent", text="看图", attachments=[pic, voice]),
+            Outbound(action="agent", text="看图听音", attachments=[pic, amr, webm]),
+            Outbound(action="agent", text="还有两段", attachments=[ogg, mp3, big]),
             Outbound(action="agent", text="还有问题吗")]
     assert parts(outs) == [
-        "您好\n\n看图\n\n[语音]（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）",
-        {"image": "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"}, "还有问题吗"]
-    # rendered alone (as for one passive text) the picture would only be announced, so a reply
-    # with a picture, and what follows it, never go in the passive reply but by the API
-    assert render_text(outs[1]).endswith("[图片][语音]（本渠道暂不能显示图片或语音，如需查看请告诉工作人员）")
+        f"您好\n\n看图听音\n\n[语音]{NOTE}", {"image": "a" + "1" * 31}, {"voice": "a" + "2" * 31},
+        f"还有两段\n\n[语音][语音]{NOTE}", {"voice": "a" + "3" * 31}, "还有问题吗"]
+    # rendered alone (as for one passive text) the picture and voice would only be announced,
+    # so a reply with either, and what follows it, never go in the passive reply but by the API
+    assert render_text(outs[1]).endswith(f"[图片][语音][语音]{NOTE}")
     from adapters.wechat import WeChatAdapter
 
     assert WeChatAdapter._fit(outs) == outs[:1]
+    voice_only = Outbound(action="agent", text="请听", attachments=[mp3])
+    assert WeChatAdapter._fit([voice_only, outs[0]]) == []
+    # a voice WeChat cannot play is only ever text: it may go in the passive reply
+    unplayable = Outbound(action="agent", text="请听", attachments=[webm, big])
+    assert WeChatAdapter._fit([unplayable]) == [unplayable]
+    assert render_text(unplayable) == f"请听\n\n[语音][语音]{NOTE}"
 
 
 def test_configuration_is_checked():

@@ -15,7 +15,7 @@ from adapters.wechat import sender
 from adapters.wechat.config import WeChatConfig
 
 from . import vectors as v
-from .conftest import with_wechat, work
+from .conftest import AMR, MP3, VOICE_NOTE, with_wechat, work
 
 CONTEXT = {"conversation": "c1", "unit": "police", "handoff": "h1", "messages": ["m1"]}
 
@@ -136,29 +136,70 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
        b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
-async def test_a_picture_is_uploaded_once_and_sent_once_through_retries(engine, cfg, rq_redis,
-                                                                         queue_name, platform):
+@pytest.fixture
+def store(engine, cfg):
     from core.attachments import AttachmentStore
 
-    store = AttachmentStore(engine, cfg.handoff.max_image_bytes, cfg.handoff.max_voice_bytes)
-    meta = await store.save("c1", "agent", "u1", PNG, name="材料清单.png")
-    # the text goes, the picture's send fails once (busy), then everything is retried
+    return AttachmentStore(engine, cfg.handoff.max_image_bytes, cfg.handoff.max_voice_bytes)
+
+
+@pytest.mark.parametrize(("kind", "data", "mime", "name"), [
+    ("image", PNG, "image/png", "材料清单.png"), ("voice", MP3, "audio/mpeg", "办理须知.mp3")])
+async def test_a_picture_or_voice_is_uploaded_once_and_sent_once_through_retries(
+        store, cfg, rq_redis, queue_name, platform, kind, data, mime, name):
+    """An agent's picture goes as an image message, an MP3 as a voice message (each uploaded as
+    media of that type), between the texts around it; its send fails once (busy), and the retry
+    sends the same upload."""
+    meta = await store.save("c1", "agent", "u1", data, name=name)
     platform.platform.failures = ["ok", -1]
-    job = send(cfg, rq_redis, ["请看图", {"image": meta.id}, "看完请回复"])
+    job = send(cfg, rq_redis, ["请看或听", {kind: meta.id}, "看完请回复"])
     work(queue_name, rq_redis)
     texts = platform.platform.to("oCitizen")
-    assert texts[0] == "请看图" and texts[2] == "看完请回复" and texts[1].startswith("[image ")
-    assert platform.platform.picture(texts[1]).data == PNG
+    assert texts[0] == "请看或听" and texts[2] == "看完请回复" and texts[1].startswith(f"[{kind} ")
+    media = platform.platform.uploaded(texts[1])
+    assert (media.kind, media.data, media.mime) == (kind, data, mime)
     assert platform.platform.uploads == 1  # the retry reused the media id
     assert Job.fetch(job.id, connection=rq_redis).return_value() == {
         "sent": 2, "skipped": 1, "uncertain": 0}
 
 
-async def test_a_picture_that_is_gone_is_skipped_and_the_rest_sent(engine, cfg, rq_redis,
-                                                                    queue_name, platform):
-    job = send(cfg, rq_redis, [{"image": "a0000000000000000000000000000000"}, "文字照常"])
+@pytest.mark.parametrize("kind", ["image", "voice"])
+async def test_a_picture_or_voice_that_is_gone_is_skipped_and_the_rest_sent(
+        engine, cfg, rq_redis, queue_name, platform, kind):
+    job = send(cfg, rq_redis, [{kind: "a0000000000000000000000000000000"}, "文字照常"])
     work(queue_name, rq_redis)
     assert platform.platform.to("oCitizen") == ["文字照常"]
     assert platform.platform.uploads == 0
     assert Job.fetch(job.id, connection=rq_redis).return_value() == {
         "sent": 1, "skipped": 1, "uncertain": 0}
+
+
+async def test_a_picture_and_a_voice_in_one_batch_each_go_once(store, cfg, rq_redis,
+                                                               queue_name, platform):
+    """Each part keeps its own media id through a retry: the picture is not sent again, the
+    voice is not uploaded again, and neither goes as the other."""
+    picture = await store.save("c1", "agent", "u1", PNG, name="窗口.png")
+    voice = await store.save("c1", "agent", "u1", AMR, name="说明.amr")
+    platform.platform.failures = ["ok", "ok", "http500"]
+    send(cfg, rq_redis, ["请看图并听语音", {"image": picture.id}, {"voice": voice.id}])
+    work(queue_name, rq_redis)
+    text, image, sound = platform.platform.to("oCitizen")
+    assert text == "请看图并听语音"
+    assert platform.platform.uploaded(image).data == PNG
+    voice_media = platform.platform.uploaded(sound)
+    assert (voice_media.kind, voice_media.data) == ("voice", AMR)
+    assert platform.platform.uploads == 2
+
+
+async def test_a_voice_the_platform_refuses_is_announced_and_the_rest_sent(store, cfg, rq_redis,
+                                                                           queue_name,
+                                                                           platform):
+    """A voice over 60 seconds (which only the platform measures: 45007) is not retried in
+    vain: the citizen is told there is a voice message, and what follows still goes."""
+    meta = await store.save("c1", "agent", "u1", AMR, name="很长的语音.amr")
+    platform.platform.failures = [45007]
+    job = send(cfg, rq_redis, [{"voice": meta.id}, "后面的文字"])
+    work(queue_name, rq_redis)
+    assert platform.platform.to("oCitizen") == [VOICE_NOTE, "后面的文字"]
+    assert Job.fetch(job.id, connection=rq_redis).return_value() == {
+        "sent": 2, "skipped": 0, "uncertain": 0}
