@@ -301,6 +301,15 @@ def test_thanks_get_a_youre_welcome(bot, snap, text):
     assert reply.meta.entry_id is None and reply.unanswered is None
 
 
+def test_asked_who_it_is_the_bot_says_so_whichever_turn_it_is(bot):
+    # smalltalk replies rotate with the turn; each of them must answer "你叫什么名字"
+    replies = converse(bot, "你叫什么名字", "你是谁", "你叫什么名字呀")
+    assert [r.action for r in replies] == ["smalltalk"] * 3, [describe(r) for r in replies]
+    assert len({r.text for r in replies}) == 3
+    for reply in replies:
+        assert "小申" in reply.text and "智能客服" in reply.text, reply.text
+
+
 @pytest.mark.parametrize("text", ["你好笨啊", "你好笨"])
 def test_calling_the_bot_stupid_is_taken_as_feedback_not_a_greeting(bot, snap, text):
     # "你好笨啊" starts with 你好; greeting back would sound like it was not listening
