@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from ..kb.models import KbEntryBase
 from ..paths import config_dir
 from ..reference import load_model
+from .index import matter_positions
 from .text import check_patterns, normalise
 
 
@@ -39,10 +40,12 @@ class Agencies:
     def __init__(self, patterns: Mapping[str, str], entries: Sequence[KbEntryBase],
                  department_of: Mapping[str, str]) -> None:
         self._patterns = [(code, re.compile(p)) for code, p in patterns.items()]
-        #: department → which entries (by index position) belong to its matters
-        self._members = {code: np.array([any(department_of.get(m) == code for m in e.matters)
-                                          for e in entries], dtype=bool)
-                         for code, _ in self._patterns}
+        #: department → which entries (by position) belong to its matters
+        self._members = {code: np.zeros(len(entries), dtype=bool) for code, _ in self._patterns}
+        for matter, positions in matter_positions(entries).items():
+            members = self._members.get(department_of.get(matter, ""))
+            if members is not None:
+                members[positions] = True
 
     @classmethod
     def load(cls, entries: Sequence[KbEntryBase], department_of: Mapping[str, str],

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..paths import config_dir
 from ..reference import load_model
+from .homophones import cjk
 from .text import check_patterns, normalise
 
 
@@ -93,18 +94,14 @@ class Licences:
         words = self._cut(normalise(question))
         for i, word in enumerate(words):
             head = next((h for h in self.HEADS if word.endswith(h)), None)
-            if head is None or not _CJK.fullmatch(word):
+            if head is None or not cjk(word):
                 continue
             name = word
             for before in reversed(words[max(0, i - 4):i]):
-                if not (_CJK.fullmatch(before) and len(before) >= 2
+                if not (cjk(before) and len(before) >= 2
                         and before not in self.EVERYDAY and before[-1] not in self.VERB_ENDS):
                     break
                 name = before + name
             if len(name) - len(head) >= 2 and name not in self._known:
                 return name
         return None
-
-
-_CJK = re.compile(r"[\u4e00-\u9fff]+")
-

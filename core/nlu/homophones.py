@@ -23,15 +23,16 @@ from functools import cache
 MAX_LEN = 6
 
 
-def _cjk(c: str) -> bool:
-    return "\u4e00" <= c <= "\u9fff"
+def cjk(text: str) -> bool:
+    """Whether ``text`` is one or more Chinese characters (CJK unified ideographs), nothing else."""
+    return bool(text) and all("\u4e00" <= c <= "\u9fff" for c in text)
 
 
 @cache
 def sound(c: str) -> str | None:
     """A character's toneless pinyin, as people type it (the most common reading); None for
     anything but a Chinese character."""
-    if not _cjk(c):
+    if not cjk(c):
         return None
     # imported here: pypinyin loads its dictionaries on import (~0.5 s), which every process
     # importing the analyzer paid, CLI commands and workers that never read a question included
@@ -47,7 +48,7 @@ class Homophones:
         self._by_sound: dict[tuple[str, ...], list[str]] = {}
         self._words: set[str] = set()
         for w in sorted(set(words)):
-            if 2 <= len(w) <= MAX_LEN and all(map(_cjk, w)):
+            if 2 <= len(w) <= MAX_LEN and cjk(w):
                 self._by_sound.setdefault(tuple(map(sound, w)), []).append(w)
                 self._words.add(w)
         # every beginning of a word's sounds: a stretch whose beginning is none is not followed

@@ -62,6 +62,15 @@ class Hit:
     rerank: float | None = None
 
 
+def matter_positions(entries: Sequence[KbEntryBase]) -> dict[str, list[int]]:
+    """Each matter's entries, by their position in ``entries``."""
+    out: dict[str, list[int]] = {}
+    for i, entry in enumerate(entries):
+        for m in entry.matters:
+            out.setdefault(m, []).append(i)
+    return out
+
+
 def _identity(tokens):  # CountVectorizer analyzer for pre-tokenised input
     return tokens
 
@@ -149,6 +158,8 @@ class KbIndex:
         self.ids = [e.id for e in self.entries]
         self.entry_matters = [e.matters for e in self.entries]  # a property that copies a list
         self.position = {eid: i for i, eid in enumerate(self.ids)}
+        #: each matter's entries, by position (a follow-up's boost reads them on every message)
+        self.matter_positions = matter_positions(self.entries)
         texts, owners, body, title_row = [], [], [], []
         for i, entry in enumerate(self.entries):
             title_row.append(len(texts))  # entry_rows gives the title first
@@ -314,9 +325,7 @@ class KbIndex:
     def boost_for(self, matter: str, factor: float) -> np.ndarray:
         """Per-entry multipliers favouring the entries of one matter."""
         b = np.ones(len(self.entries), dtype=np.float32)
-        for i, entry in enumerate(self.entries):
-            if matter in entry.matters:
-                b[i] = factor
+        b[self.matter_positions.get(matter, [])] = factor
         return b
 
     def _best_entries(self, rows: np.ndarray, vals: np.ndarray, top: int) -> list[Hit]:

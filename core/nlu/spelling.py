@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from .homophones import sound
+from .homophones import cjk, sound
 
 #: the whole message is Latin letters, spaces and punctuation (no Chinese, no digits)
 _LATIN = re.compile(r"[A-Za-z][A-Za-z\s'’,.!?，。！？、]*")
@@ -37,7 +37,7 @@ class Spelling:
         counts: Counter[str] = Counter()
         for text in texts:
             for w in cut(text):
-                if w and all("\u4e00" <= c <= "\u9fff" for c in w):
+                if cjk(w):
                     counts[w] += 1
                     if len(w) > 1:  # each character is a word too, for what jieba joined
                         counts.update(w)
