@@ -239,10 +239,10 @@ async def send(request: web.Request) -> web.StreamResponse:
                 meta, _ = await store.get(aid)
             except NotFound:
                 meta = None
-            # only pictures this agent uploaded into this conversation
+            # only files this agent uploaded into this conversation
             if meta is None or meta.conversation_id != h.conversation_id \
                     or meta.uploader != "agent" or meta.uploader_id != user.id:
-                raise NotFound("图片不存在或不属于这个会话，请重新选择")
+                raise NotFound("图片或语音不存在或不属于这个会话，请重新选择")
             media.append(meta.to_attachment())
     try:
         out = await desk.send(user, hid, body.text, attachments=media or None)
@@ -259,32 +259,31 @@ async def send(request: web.Request) -> web.StreamResponse:
 @routes.post(f"{API}/handoffs/{HID}/upload")
 @api
 async def upload(request: web.Request) -> web.StreamResponse:
-    """One picture for the agent's next message (sent by naming its id in …/send)."""
+    """One picture or voice message for the agent's next message (sent by naming its id in
+    …/send). The kind is read from the content; each kind has its own size limit."""
     desk, user = desk_of(request), user_of(request)
     h = await desk.get(user, request.match_info["handoff_id"])
     holding(h, user)
     store = attachments_of(request)
-    limit = store.limits.max_image_bytes
-    if request.content_length is not None and request.content_length > limit + 16 * 1024:
-        return _too_large(limit)
+    if request.content_length is not None \
+            and request.content_length > store.limits.of(None) + 16 * 1024:
+        return _too_large(store.limits.of(None), None)
     part = None
     if request.content_type.startswith("multipart/form-data"):
         reader = await request.multipart()
         part = await reader.next()
     if not isinstance(part, BodyPartReader) or part.name != "file":
-        raise ValidationFailed("请选择要发送的图片", [("upload", "file", "missing")])
+        raise ValidationFailed("请选择要发送的图片或语音", [("upload", "file", "missing")])
     try:
         data = await collect(_chunks(part), store.limits)
-        if check(data, store.limits)[0] != "image":  # agents send pictures, not voice
-            raise UnsupportedType("voice")
+        check(data, store.limits)
         meta = await store.save(h.conversation_id, "agent", user.id, data,
                                 part.headers.get("Content-Type"), part.filename)
     except TooLarge as exc:
-        return _too_large(exc.limit)
+        return _too_large(exc.limit, exc.kind)
     except UnsupportedType:
         return web.json_response({"error": "unsupported_media_type",
-                                  "message": "仅支持发送 PNG、JPEG、GIF、WebP 格式的图片"},
-                                 status=415)
+                                  "message": UNSUPPORTED}, status=415)
     log.info("workspace: %s uploaded %s (%s, %d bytes)", user.username, meta.id, meta.mime,
              meta.size)
     return web.json_response({"id": meta.id, "attachment": {
@@ -292,9 +291,16 @@ async def upload(request: web.Request) -> web.StreamResponse:
         "size": meta.size, "name": meta.name}}, status=201)
 
 
-def _too_large(limit: int) -> web.Response:
+#: what the agent is told when the file is neither; WeChat plays only AMR and MP3 as voice
+#: (others reach its users as a "[语音]" note), hence the hint
+UNSUPPORTED = ("仅支持发送 PNG、JPEG、GIF、WebP 格式的图片，或 MP3、AMR、M4A、WAV、OGG 格式的语音"
+               "（微信用户只能直接收听 MP3、AMR）")
+
+
+def _too_large(limit: int, kind: str | None) -> web.Response:
     size = f"{limit / 1048576:g} MB" if limit >= 1048576 else f"{limit // 1024} KB"
-    resp = web.json_response({"error": "too_large", "message": f"图片过大，请控制在 {size} 以内"},
+    what = {"image": "图片", "voice": "语音"}.get(kind or "", "文件")
+    resp = web.json_response({"error": "too_large", "message": f"{what}过大，请控制在 {size} 以内"},
                              status=413)
     resp.force_close()  # the rest of the body was not read
     return resp

@@ -182,8 +182,8 @@ def workspace_page(session: StaffSession, desk: AgentDesk, canned: list[CannedRe
       <label for="ws-text" class="bb-sr">回复内容</label>
       <textarea id="ws-text" maxlength="{MAX_REPLY}" rows="3" placeholder="输入回复，Ctrl+Enter 发送"></textarea>
       <div class="ws-reply-bar">
-        <label class="ws-file">发送图片<input type="file" id="ws-file"
-          accept="image/png,image/jpeg,image/gif,image/webp"></label>
+        <label class="ws-file">发送图片或语音<input type="file" id="ws-file"
+          accept="image/png,image/jpeg,image/gif,image/webp,audio/mpeg,audio/amr,.amr,.mp3,audio/mp4,.m4a,audio/wav,.wav,audio/ogg,.ogg"></label>
         <span id="ws-pending" class="bb-hint"></span>
         <button type="submit" id="ws-send">发送</button>
       </div>

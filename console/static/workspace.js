@@ -319,7 +319,8 @@
       call("POST", "/console/api/handoffs/" + encodeURIComponent(state.selected) + "/upload", form, true).then(function (r) {
         if (!r.ok) { byId("ws-pending").textContent = ""; showAlert(r.body.message || "上传失败"); return; }
         state.pending = [r.body];
-        byId("ws-pending").textContent = "已添加图片：" + r.body.attachment.name + "（点“发送”发出）";
+        var what = r.body.attachment.kind === "voice" ? "语音" : "图片";
+        byId("ws-pending").textContent = "已添加" + what + "：" + r.body.attachment.name + "（点“发送”发出）";
       });
     });
 

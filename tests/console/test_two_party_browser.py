@@ -19,7 +19,7 @@ from adapters.web import WebAdapter
 from core.appkeys import HUB
 from core.banned import BannedPhrases
 
-from ..core.test_attachments import png
+from ..core.test_attachments import png, wav
 from .test_workspace import NO_CRIME, PASSWORD, desk_settings, staff_store  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -181,6 +181,21 @@ async def test_citizen_and_agent_talk_close_and_rate(server, browser, staff_stor
     })""")
     assert width == 30
     await desk_page.screenshot(path=str(SCREENSHOT))
+
+    # a voice file from the agent plays in the citizen's widget
+    await desk_page.get_by_label("发送图片或语音").set_input_files(files=[{
+        "name": "说明.wav", "mimeType": "audio/wav", "buffer": wav(4000)}])  # 0.5 s at 8 kHz
+    await expect(desk_page.locator("#ws-pending")).to_contain_text("已添加语音：说明.wav")
+    await desk_page.get_by_role("button", name="发送", exact=True).click()
+    audio = c_log.locator(".bb-from-agent").last.locator("audio")
+    await expect(audio).to_have_count(1)
+    seconds = await audio.evaluate("""el => new Promise((resolve, reject) => {
+        if (el.readyState >= 1) return resolve(el.duration);
+        el.addEventListener('loadedmetadata', () => resolve(el.duration));
+        el.addEventListener('error', () => reject(new Error('audio failed: ' + el.src)));
+        el.load();
+    })""")
+    assert abs(seconds - 0.5) < 0.05
 
     # -- the supervisor's view of the same moment ------------------------------------------------
     sv = await agent_ctx.new_page()

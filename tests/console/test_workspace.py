@@ -303,7 +303,8 @@ async def test_pictures_both_ways_with_type_and_size_limits(aiohttp_client, sett
                                                           redis, seeded, tmp_path, staff_store):
     from core.app import create_app
 
-    app = create_app(desk_settings(settings, tmp_path, max_image_bytes=4096))
+    app = create_app(desk_settings(settings, tmp_path, max_image_bytes=4096,
+                                   max_voice_bytes=2048))
     client = await aiohttp_client(app)
     user = await staff_store.add_user("pic", PASSWORD, roles=["agent"], units=["police"])
     other = await staff_store.add_user("pic2", PASSWORD, roles=["agent"], units=["police"])
@@ -324,11 +325,18 @@ async def test_pictures_both_ways_with_type_and_size_limits(aiohttp_client, sett
         return resp.status, await resp.json()
 
     status, body = await upload(b"<svg onload=alert(1)></svg>" + b" " * 64, "x.png")
-    assert status == 415 and "PNG" in body["message"]
-    status, body = await upload(b"RIFF\x00\x00\x00\x00WAVEfmt " + b"\x00" * 64, "v.wav")
-    assert status == 415  # agents send pictures, not voice
+    assert status == 415 and "PNG" in body["message"] and "MP3" in body["message"]
+    status, body = await upload(b"%PDF-1.7\n" + b" " * 64, "scan.pdf")
+    assert status == 415
     status, body = await upload(PNG + b"\x00" * 5000, "big.png")
     assert status == 413 and body["message"] == "图片过大，请控制在 4 KB 以内"
+    # voice has its own, smaller limit here: 3 KB of MP3 is refused, 3 KB of PNG is not
+    status, body = await upload(b"ID3\x04\x00" + b"\x00" * 3000, "long.mp3")
+    assert status == 413 and body["message"] == "语音过大，请控制在 2 KB 以内"
+    status, body = await upload(b"#!AMR\n" + b"\x3c" * 500, "语音.amr")
+    assert status == 201 and body["attachment"]["kind"] == "voice"
+    assert body["attachment"]["mime"] == "audio/amr"
+    voice_id = body["id"]
     status, body = await upload(PNG, "照片.png")
     assert status == 201 and body["attachment"]["url"] == f"/console/api/attachments/{body['id']}"
     aid = body["id"]
@@ -347,6 +355,15 @@ async def test_pictures_both_ways_with_type_and_size_limits(aiohttp_client, sett
     assert resp.status == 200 and await resp.read() == PNG
     assert resp.headers["Content-Type"] == "image/png"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+    # the agent's voice message reaches the citizen as a voice attachment
+    resp = await client.post(f"/console/api/handoffs/{hid}/send",
+                             json={"text": "请听语音说明", "attachments": [voice_id]},
+                             headers=headers)
+    assert resp.status == 200
+    sent = [o for o in await told(app, citizen) if o.sender == "agent"][-1]
+    assert sent.text == "请听语音说明"
+    assert [(a.kind, a.mime) for a in sent.attachments] == [("voice", "audio/amr")]
 
     # a citizen's picture shows in the transcript under the staff route
     store = AttachmentStore(engine, 4096, 4096)
