@@ -144,6 +144,8 @@ class BotSettings(_Section):
     context_boost: float = Field(1.35, ge=1)
     #: weight of the matters of the one department a question names (config/agencies.yaml)
     agency_boost: float = Field(1.3, ge=1)
+    #: weight of the one matter whose own name the question uses (core/nlu/names.py)
+    name_boost: float = Field(1.3, ge=1)
     #: live context (current matter, last suggestions) expires after this much silence
     context_ttl_s: int = Field(1800, ge=60)
 

@@ -26,6 +26,7 @@ from .db.schema import kb_entries
 from .kb.models import KbEntryBase, entry_adapter
 from .kb.richtext import html_to_text
 from .nlu.agencies import Agencies
+from .nlu.names import MatterNames
 from .nlu.coverage import Coverage, Licences
 from .nlu.index import KbIndex
 from .nlu.intent import SklearnIntentClassifier, load_intents
@@ -55,6 +56,8 @@ class Snapshot:
     agencies: Agencies
     #: licences the KB never names (药品经营许可证): another department's
     licences: Licences
+    #: matters' own names used in a question (居住登记), to weigh that matter's entries
+    names: MatterNames
 
     def outside(self, question: str, entry_id: str) -> str | None:
         """A service the question names that the entry ``entry_id`` never mentions: one of
@@ -153,13 +156,15 @@ def _build(entries: list[KbEntryBase], fingerprint: tuple, rerank: RerankMode) -
                 guides.setdefault(m, e)
     log.info("knowledge snapshot built: %d entries, %d rows in %.2f s", len(entries),
              len(index.row_text), time.perf_counter() - start)
-    departments = {m.code: m.department for m in load_matters().matters}
+    matters = load_matters().matters
+    departments = {m.code: m.department for m in matters}
     entry_text = {e.id: whole_text(e) for e in entries}
     named = [normalise(w) for c, vs in analyzer.synonyms.items() for w in (c, *vs)]
     return Snapshot(index, intents, {e.id: e for e in entries}, guides, fingerprint,
                     time.time(), Coverage.load(), entry_text,
                     Agencies.load(index.entries, departments),
-                    Licences([*entry_text.values(), *named], analyzer.cut))
+                    Licences([*entry_text.values(), *named], analyzer.cut),
+                    MatterNames(index.entries, {m.code: m.name for m in matters}))
 
 
 def whole_text(entry: KbEntryBase) -> str:

@@ -25,7 +25,7 @@ from ..kb.models import KbEntryBase
 from ..kb.richtext import html_to_text
 from ..knowledge import Snapshot
 from ..reference import load_matters
-from ..nlu.index import Hit
+from ..nlu.index import Hit, combine
 from ..nlu.text import Analyzer, normalise, numbered_choice
 from ..config import BotSettings as BotPolicy
 from .models import Action, AnswerMeta, Link, QuickReply
@@ -187,8 +187,10 @@ class Bot:
         # KB need not be searched at all: the citizen reaches an agent ~7 ms sooner.
         if intent.intent == "request_human" and intent.confidence >= p.intent_confidence:
             return self._handoff(ctx, AnswerMeta(intent=intent.label))
-        # "人社系统里…" / "税务登记…": the department named says whose matter it is
-        agency = snap.agencies.boost(text, p.agency_boost)
+        # "人社系统里…" / "税务登记…": the department named says whose matter it is; "…做居住登记"
+        # the matter itself
+        agency = combine(snap.agencies.boost(text, p.agency_boost),
+                         snap.names.boost(text, p.name_boost))
         hits = snap.index.search(text, top=5, boost=agency)
         if ctx.matter and not snap.index.names_a_matter(text):
             # A follow-up ("那要带什么材料？") names no matter: read it as being about the
@@ -196,7 +198,7 @@ class Bot:
             matter = self.matter_names.get(ctx.matter, "")
             boost = snap.index.boost_for(ctx.matter, p.context_boost)
             boosted = snap.index.search(f"{matter} {text}", top=5,
-                                        boost=boost if agency is None else boost * agency)
+                                        boost=combine(boost, agency))
             if boosted:
                 hits = boosted
         conf = calibrate(self._match_score(text, hits, snap), p,

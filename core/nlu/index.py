@@ -71,6 +71,17 @@ def matter_positions(entries: Sequence[KbEntryBase]) -> dict[str, list[int]]:
     return out
 
 
+def combine(*boosts: np.ndarray | None) -> np.ndarray | None:
+    """Per-entry multipliers of several boosts together (None: no boost at all)."""
+    given = [b for b in boosts if b is not None]
+    if not given:
+        return None
+    out = given[0]
+    for b in given[1:]:
+        out = out * b
+    return out
+
+
 def _identity(tokens):  # CountVectorizer analyzer for pre-tokenised input
     return tokens
 
