@@ -241,11 +241,16 @@ class Bot:
                 return self._handoff(ctx, AnswerMeta(intent=intent.label))
             # say which service it is, when it is a known one
             return self._fallback(ctx, meta, hits, snap, topic=snap.outside(text, ""))
-        outside = snap.outside(text, hits[0].entry_id)
-        if outside is not None and not snap.index.anchored(text, hits[0]):
+        outside = snap.outside(text, "")
+        if outside is not None and not snap.index.anchored(
+                text, hits[0], specific=2 if snap.outside(text, hits[0].entry_id) else 3):
             # "护照丢了怎么补办" matches "居住证丢了怎么补办" on every word but one, and that one
             # names a service no KB entry covers (config/not_covered.yaml); "出国签证要无犯罪
-            # 记录证明" names its matter too, and the 签证 is only why they need it
+            # 记录证明" names its matter too, and the 签证 is only why they need it. An entry
+            # that mentions the service in passing (租房提取's 公租房 rent) answers only a
+            # question that names its matter as well: "公租房怎么申请" is not about 公积金, "公租房
+            # 的租金能用公积金付吗" is (a word of up to three matters will do here, since the
+            # entry itself speaks of the service).
             return self._fallback(ctx, meta, hits, snap, topic=outside)
         close = [h for h in hits if hits[0].score - h.score <= p.clarify_margin]
         shared = set(hits[0].matters).intersection(*(set(h.matters) for h in close))

@@ -36,6 +36,9 @@ from core.nlu.coverage import Coverage, Licences, Topic
     ("烟草专卖许可证去哪办", "烟草专卖许可证"),
     ("户口本丢了怎么补办", "户口本"),
     ("外地孩子在上海上初中要什么条件", "入学"),
+    # an entry mentions it in passing (租房提取 pays 公租房 rent too), but the question is
+    # about the service itself, not about that entry's matter
+    ("公租房怎么申请 要什么条件", "保障性住房"),
 ])
 def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     reply = bot.respond(question, Context())
@@ -56,6 +59,8 @@ def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     ("我们公司想办食品经营许可证 要什么材料", "M22"),
     # 落户 is why they need the record, not what they ask about
     ("落户要个税完税记录 个税APP里怎么开", "M34"),
+    # the entry that mentions the service answers a question naming its matter too
+    ("住公租房的 房租能不能用公积金来付", "M15"),
 ])
 def test_a_mention_in_passing_or_a_covered_one_is_still_answered(bot, question, matter):
     reply = bot.respond(question, Context())
