@@ -50,7 +50,10 @@ def _e(value: object) -> str:
 def _headers(resp: web.StreamResponse) -> web.StreamResponse:
     resp.headers["Content-Security-Policy"] = CSP
     resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on the
+    # register form's POST, which the same-origin check must refuse; no address (with its
+    # ?device=) leaves for another site either way
+    resp.headers["Referrer-Policy"] = "same-origin"
     resp.headers["Cache-Control"] = "no-store"
     return resp
 

@@ -181,3 +181,25 @@ async def test_tap_a_matter_read_the_answer_then_the_idle_wipe(server, browser):
     await expect(page.locator(".kp-qr img")).to_be_visible()
     assert errors == []
     await context.close()
+
+
+async def test_a_terminal_is_registered_by_typing_its_key_into_the_form(server, browser):
+    """docs/channels/kiosk.md's registration by hand, in the kiosk's own browser: the form's
+    POST must pass the same-origin check (a no-referrer policy made Chromium send Origin: null,
+    and every key, right or wrong, was refused as a request from elsewhere)."""
+    from playwright.async_api import expect
+
+    from .conftest import OTHER, OTHER_KEY
+
+    url, _ = server
+    context = await browser.new_context(locale="zh-CN", viewport={"width": 1080, "height": 1920})
+    page = await context.new_page()
+    await page.goto(f"{url}/kiosk/register?device={OTHER}")
+    await page.get_by_label("终端密钥").fill("x" * 40)
+    await page.get_by_role("button", name="注册").click()
+    await expect(page.locator("body")).to_contain_text("终端编号或密钥不正确。")
+    await page.get_by_label("终端密钥").fill(OTHER_KEY)
+    await page.get_by_role("button", name="注册").click()
+    await expect(page).to_have_url(f"{url}/kiosk?device={OTHER}")
+    await expect(page.locator("body[data-session]")).to_have_count(1)
+    await context.close()
