@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,29 @@ def settings_options(func):
     def wrapper(*args: Any, config_file: Path | None, data_dir: Path | None, **kwargs: Any):
         overrides = {"data_dir": str(data_dir)} if data_dir else {}
         settings = make_settings(config_file, overrides)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:  # for commands whose jobs load settings themselves (worker)
+            ctx.meta[GIVEN] = {"BANGBAN_CONFIG": config_file, "BANGBAN_DATA_DIR": data_dir}
         return func(*args, settings=settings, **kwargs)
 
     return wrapper
+
+
+#: click context key: the --config and --data-dir a command was given, as environment variables
+GIVEN = "bangban.settings_given"
+
+
+def export_given_settings() -> None:
+    """Put this command's --config and --data-dir into the environment, as absolute paths.
+
+    A job enqueued without settings (12345 delivery, channel pushes) loads them as any process
+    does, from ``BANGBAN_CONFIG`` / ``BANGBAN_DATA_DIR``: without this, ``bangban worker
+    --config site.yaml`` ran its jobs on the defaults (a SQLite file under ./var, created
+    empty on the spot) and every delivery failed."""
+    ctx = click.get_current_context(silent=True)
+    for name, value in ((ctx.meta.get(GIVEN) if ctx else None) or {}).items():
+        if value is not None:
+            os.environ[name] = str(Path(value).resolve())
 
 
 def make_settings(config_file: Path | None, overrides: dict[str, Any]) -> Settings:

@@ -10,7 +10,7 @@ import click
 from ..config import Settings
 from ..db import create_engine, current_revision, upgrade
 from ..redisconn import embedded_for, sync_client
-from .common import cli, settings_options
+from .common import cli, export_given_settings, settings_options
 
 log = logging.getLogger("bangban")
 
@@ -69,6 +69,8 @@ def _safe_url(url: str | None) -> str:
 def worker(settings: Settings, burst: bool, queues: tuple[str, ...]) -> None:
     """Run an RQ worker for background jobs (12345 dispatch, channel pushes, KB upkeep)."""
     from rq import Worker
+
+    export_given_settings()  # the jobs load their settings themselves
 
     embedded = embedded_for(settings)
     url = embedded.start() if embedded else settings.redis.url

@@ -101,3 +101,27 @@ def test_bangban_worker_runs_the_job_with_its_own_settings(kb_database, redis_ur
     assert job.return_value()["due"] == 1
     assert [e["id"] for e in job.return_value()["entries"]] == ["never-reviewed"]
     assert not (tmp_path / "var").exists()  # external Redis given: no embedded one was started
+
+
+def test_the_workers_command_line_settings_reach_its_jobs(kb_database, redis_url, rq_redis,
+                                                          queue_name, tmp_path):
+    # docs/operations.md: every command takes --config; a job enqueued without settings loads
+    # them as any process does, so the worker's own --config must be what it finds
+    config = tmp_path / "site.yaml"
+    config.write_text(f"database:\n  url: '{kb_database}'\nredis:\n  url: '{redis_url}'\n",
+                      encoding="utf-8")
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    queue = jobs.queue(queue_name, rq_redis)
+    job = queue.enqueue("core.jobs.kb_inspection")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANGBAN_")}
+    result = subprocess.run(
+        [bangban_executable(), "worker", "--burst", "--queue", queue_name, "--config",
+         str(config)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    job = Job.fetch(job.id, connection=rq_redis)
+    assert job.get_status() == JobStatus.FINISHED, result.stderr
+    assert job.return_value()["due"] == 1
+    assert not (cwd / "var").exists()  # no stray SQLite file from the defaults
