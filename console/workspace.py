@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -111,8 +112,23 @@ def desk_of(request: web.Request) -> AgentDesk:
     return desk
 
 
+#: what staff read when a refusal carries only the core's internal (English) wording, such as
+#: "no human-help service 'h…'" for a conversation that is gone
+STAFF_WORDING = {
+    "not_found": "会话或内容不存在，可能已结束或已被删除，请刷新页面后重试。",
+    "conflict": "会话状态已变化，请刷新页面后重试。",
+    "forbidden": "您没有权限进行这项操作。",
+    "invalid": "提交的内容有误，请检查后重试。",
+}
+_CHINESE = re.compile(r"[\u4e00-\u9fff]")
+
+
 def error_response(exc: BangbanError, **extra: Any) -> web.Response:
-    return web.json_response({"error": exc.code, "message": str(exc), **extra},
+    message = str(exc)
+    if not _CHINESE.search(message):
+        log.info("workspace: %s (%s) shown to staff as the generic wording", exc.code, message)
+        message = STAFF_WORDING.get(exc.code, "操作未能完成，请稍后重试。")
+    return web.json_response({"error": exc.code, "message": message, **extra},
                              status=http_status(exc))
 
 

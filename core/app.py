@@ -36,16 +36,48 @@ from .redisconn import async_client, embedded_for, sync_client
 
 log = logging.getLogger(__name__)
 
+#: what a browser is shown for an address no route serves (aiohttp's own is "404: Not Found")
+NOT_FOUND_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>页面不存在</title></head>
+<body style="font-family:sans-serif;max-width:40em;margin:3em auto;padding:0 1em;line-height:1.6">
+<h1>页面不存在</h1>
+<p>您访问的地址不存在或已经更改。</p>
+<p><a href="/">返回首页</a>，或拨打 12345 市民服务热线咨询。</p>
+</body></html>
+"""
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):
-    """Our deliberate errors become JSON with a reason; anything else is a logged 500."""
+    """Our deliberate errors become JSON with a reason; anything else is a logged 500. A
+    browser asking for a page that does not exist gets one in Chinese."""
     try:
         return await handler(request)
+    except web.HTTPNotFound as exc:
+        if exc.text == "404: Not Found" and "text/html" in request.headers.get("Accept", ""):
+            return web.Response(text=NOT_FOUND_PAGE, status=404, content_type="text/html",
+                                charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
+        raise
     except web.HTTPException:
         raise
     except BangbanError as exc:
         return web.json_response({"error": exc.code, "message": str(exc)},
                                  status=http_status(exc))
+
+
+#: the site's icon, which every browser asks for on every page (a 404 there is an error in
+#: each page's console): a white cross, for help, on red
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+           b'<rect width="32" height="32" rx="7" fill="#c8102e"/>'
+           b'<path d="M9 16h14M16 9v14" stroke="#fff" stroke-width="4.5" stroke-linecap="round"/>'
+           b'</svg>')
+
+
+async def favicon(_request: web.Request) -> web.Response:
+    return web.Response(body=FAVICON, content_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -164,6 +196,7 @@ def create_app(settings: Settings, *, adapters: dict | None = None) -> web.Appli
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(core_ctx)
     app.add_routes(health_routes)
+    app.add_routes([web.get("/favicon.ico", favicon), web.get("/favicon.svg", favicon)])
     mount_hotline(app)
     setup_console(app)
     app.on_shutdown.append(_shutdown_adapters)

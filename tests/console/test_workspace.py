@@ -241,6 +241,8 @@ async def test_another_units_conversation_is_refused_on_every_route(desk_app, si
     for bad in ("h0000", "x" * 300, "h1%27%20OR%20%271%27=%271"):
         status, body = await intruder.get(f"/console/api/handoffs/{bad}")
         assert status == 404, (bad, status)
+        # in the staff's language, not the core's "no human-help service 'h0000'"
+        assert body["message"] == "会话或内容不存在，可能已结束或已被删除，请刷新页面后重试。"
     # and the legitimate agent still has it all
     assert (await police.get(base))[0] == 200
     _, board = await intruder.get("/console/api/board")
