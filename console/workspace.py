@@ -77,7 +77,7 @@ class TransferBody(_Body):
 
 class DispatchBody(_Body):
     summary: str
-    contact: Annotated[str, StringConstraints(max_length=100)] | None = None
+    contact: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
 class ProposeBody(_Body):

@@ -124,19 +124,6 @@ def verify(secret: str, body: bytes, signature: str | None, timestamp: str | Non
         raise BadSignature("signature does not match")
 
 
-def mask_contact(contact: str | None) -> str | None:
-    """138****1234 for a phone number; other contacts keep only their ends."""
-    if not contact:
-        return None
-    c = contact.strip()
-    digits = re.sub(r"\D", "", c)
-    if len(digits) >= 7 and len(digits) == len(c.replace(" ", "").replace("-", "").lstrip("+")):
-        return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
-    if len(c) <= 2:
-        return "*" * len(c)
-    return c[0] + "*" * min(len(c) - 2, 8) + c[-1]
-
-
 __all__ = ["CALLBACK_PATH", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "IDEMPOTENCY_HEADER",
            "MAX_SKEW_S", "STATUSES", "CALLBACK_STATUSES", "PROGRESS", "BadSignature",
-           "DispatchConfig", "dispatch_config", "sign", "signed_headers", "verify", "mask_contact"]
+           "DispatchConfig", "dispatch_config", "sign", "signed_headers", "verify"]

@@ -52,7 +52,6 @@ from .hotline_wire import (
     IDEMPOTENCY_HEADER,
     DispatchConfig,
     dispatch_config,
-    mask_contact,
     signed_headers,
 )
 from .jobs import queue, with_engine
@@ -163,7 +162,10 @@ async def create_ticket(engine: AsyncEngine, rq_connection, *, conversation_id: 
             await conn.execute(insert(tickets).values(
                 id=ticket_id, conversation_id=conversation_id, unit=unit,
                 summary=summary.strip()[:4000], transcript=transcript,
-                citizen_contact=mask_contact(citizen_contact), status="created", attempts=0,
+                # as the agent typed it: 12345 calls the citizen back on it (staff lists and
+                # logs mask it, core.hotline_api)
+                citizen_contact=(citizen_contact or "").strip()[:64] or None, status="created",
+                attempts=0,
                 idempotency_key=key, created_at=now, updated_at=now))
     except IntegrityError:
         async with engine.connect() as conn:

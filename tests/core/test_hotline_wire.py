@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.hotline_wire import BadSignature, DispatchConfig, mask_contact, sign, verify
+from core.hotline_wire import BadSignature, DispatchConfig, sign, verify
 
 SECRET = "s3cret-for-tests"
 
@@ -20,15 +20,6 @@ def test_sign_and_verify():
             verify(SECRET, *args, now=1700000100)
     with pytest.raises(BadSignature):
         verify(SECRET, body, sig, "1700000000", now=1700000000 + 301)
-
-
-@pytest.mark.parametrize("raw, masked", [
-    ("13812345678", "138****5678"), ("138-1234-5678", "138****5678"),
-    ("021-12345678", "021****5678"), (None, None), ("", None), ("ab", "**"),
-    ("wx_user_abc", "w********c"),
-])
-def test_mask_contact(raw, masked):
-    assert mask_contact(raw) == masked
 
 
 def test_dispatch_config_is_validated():

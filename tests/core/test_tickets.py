@@ -88,7 +88,8 @@ def test_a_ticket_is_delivered_signed_and_recorded_once(db, rq_redis, queue_name
     d = dispatch(sim, queue=queue_name, callback_url="http://127.0.0.1:9/cb")
     ticket = new_ticket(db, rq_redis, settings, d)
     assert ticket["status"] == "created" and ticket["attempts"] == 0
-    assert ticket["citizen_contact"] == "138****5678"
+    # the number the agent typed, whole: 12345 calls the citizen back on it
+    assert ticket["citizen_contact"] == "13812345678"
 
     work(queue_name, rq_redis)
 
@@ -99,7 +100,7 @@ def test_a_ticket_is_delivered_signed_and_recorded_once(db, rq_redis, queue_name
     assert got["idempotency_key"] == ticket["idempotency_key"] and got["deliveries"] == 1
     assert got["payload"]["ticket_id"] == ticket["id"]
     assert got["payload"]["transcript"] == TRANSCRIPT
-    assert got["payload"]["citizen_contact"] == "138****5678"
+    assert got["payload"]["citizen_contact"] == "13812345678"
     assert got["payload"]["callback_url"] == "http://127.0.0.1:9/cb"
     assert dead_letters(rq_redis, PREFIX) == []
 
