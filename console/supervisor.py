@@ -21,6 +21,7 @@ from core.conversations import SHANGHAI
 from core.db.schema import staff_users
 from core.errors import BangbanError
 from core.handoff import AgentDesk
+from core.logging import mask_personal_data
 from core.ratings import LEVELS, RatingStore
 from core.staff import StaffSession, StaffUser
 
@@ -103,7 +104,9 @@ async def overview(desk: AgentDesk, user: StaffUser) -> dict[str, Any]:
                           "requested_at": _iso(h.requested_at)} for h in breaches[u]],
             "followups": [{"id": f["id"], "level": f.get("level"),
                            "level_name": LEVELS.get(f.get("level") or 0, ""),
-                           "resolved": f.get("resolved"), "comment": f.get("comment"),
+                           "resolved": f.get("resolved"),
+                           # a list staff read, like the ticket lists: numbers masked
+                           "comment": f.get("comment") and mask_personal_data(f["comment"]),
                            "channel": f.get("channel"), "due_at": _iso(f.get("due_at")),
                            "agent_name": names.get(f.get("agent") or "", "")}
                           for f in followups[u]],

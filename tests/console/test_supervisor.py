@@ -23,7 +23,8 @@ async def busy_police(desk_app, sign_in, engine):
     assert await desk.store.mark_breached(held["id"])
     await RatingStore(engine).record(conversation_id=held["conversation_id"], segment="agent",
                                      target=held["id"], unit="police", agent=agent.user.id,
-                                     channel="web", level=1, comment="<b>态度差</b>")
+                                     channel="web", level=1,
+                                     comment="<b>态度差</b> 身份证310101199001011234")
     tax_citizen = await ask_for_person(desk_app.app, TAX_QUESTION)
     return agent, held, second, tax_citizen
 
@@ -45,7 +46,10 @@ async def test_a_supervisor_sees_loads_the_line_breaches_and_followups_of_their_
     assert unit["serving"][0]["sla_breached"] and not unit["serving"][0]["answered"]
     assert [b["handoff"] for b in unit["breaches"]] == [held["id"]]
     [f] = unit["followups"]
-    assert f["level_name"] == "非常不满意" and f["comment"] == "<b>态度差</b>"
+    # the citizen's comment as they wrote it, but with the ID-card number masked, as the
+    # ticket lists mask theirs
+    assert f["level_name"] == "非常不满意"
+    assert f["comment"] == "<b>态度差</b> 身份证310101********1234"
     assert f["agent_name"] == "张警官"
 
     status, page = await boss.get("/console/supervisor")
@@ -53,6 +57,7 @@ async def test_a_supervisor_sees_loads_the_line_breaches_and_followups_of_their_
     assert "市公安局" in page and "张警官" in page and "在线" in page and "1 / 1" in page
     assert 'class="sv-waited" data-since=' in page and "超时未响应" in page
     assert "&lt;b&gt;态度差&lt;/b&gt;" in page and "<b>态度差" not in page
+    assert "310101199001011234" not in page
     assert f'href="/console/workspace?h={held["id"]}"' in page
     assert "市税务局" not in page and tax_citizen not in page
     assert '<script src="/console/static/workspace.js" defer></script>' in page
