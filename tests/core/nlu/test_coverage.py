@@ -39,6 +39,7 @@ from core.nlu.coverage import Coverage, Licences, Topic
     # an entry mentions it in passing (租房提取 pays 公租房 rent too), but the question is
     # about the service itself, not about that entry's matter
     ("公租房怎么申请 要什么条件", "保障性住房"),
+    ("社保卡丢了怎么补办", "社保卡"),
 ])
 def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     reply = bot.respond(question, Context())
@@ -61,6 +62,8 @@ def test_a_service_no_entry_covers_is_said_to_be_outside(bot, question, named):
     ("落户要个税完税记录 个税APP里怎么开", "M34"),
     # the entry that mentions the service answers a question naming its matter too
     ("住公租房的 房租能不能用公积金来付", "M15"),
+    # the baby's card is part of 出生一件事; only replacing one is another service
+    ("孩子的社保卡多久能拿到", "M20"),
 ])
 def test_a_mention_in_passing_or_a_covered_one_is_still_answered(bot, question, matter):
     reply = bot.respond(question, Context())
