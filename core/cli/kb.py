@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import click
 
 from ..config import Settings
+from ..conversations import SHANGHAI
 from ..db import create_engine, upgrade
 from ..errors import ImportFailed, NotFound
 from ..kb.importer import Checked, check_records, import_checked
@@ -160,7 +162,7 @@ def kb_export(settings: Settings, path: str, fmt: str | None, types: tuple[str, 
 @click.argument("entry_id")
 @settings_options
 def kb_history(settings: Settings, entry_id: str) -> None:
-    """List the revisions of one entry: version, action, who and when."""
+    """List the revisions of one entry: version, when (Beijing time), action and who."""
 
     async def run():
         engine = create_engine(settings.database_url)
@@ -178,7 +180,9 @@ def kb_history(settings: Settings, entry_id: str) -> None:
             k for k in set(rev.before or {}) | set(rev.after or {})
             if (rev.before or {}).get(k) != (rev.after or {}).get(k)
         )
-        click.echo(f"v{rev.version}  {rev.at:%Y-%m-%d %H:%M:%S}  {rev.action:<7} {rev.actor}"
+        # Beijing time, as the console shows it (stored in UTC)
+        at = (rev.at if rev.at.tzinfo else rev.at.replace(tzinfo=UTC)).astimezone(SHANGHAI)
+        click.echo(f"v{rev.version}  {at:%Y-%m-%d %H:%M:%S}+08:00  {rev.action:<7} {rev.actor}"
                    + (f"  [{', '.join(changed)}]" if rev.action == "update" else "")
                    + (f"  {rev.note}" if rev.note else ""))
 

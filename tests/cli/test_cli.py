@@ -190,6 +190,7 @@ def test_reimport_needs_replace_and_keeps_revisions(store: Store, tmp_path: Path
     lines = ok(store("kb", "history", "test-hotline-a")).stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["v1", "v2"]
     assert "update" in lines[1] and "tester" in lines[1] and "phone" in lines[1]
+    assert lines[1].split()[2].endswith("+08:00")  # Beijing time, said so, as the console shows
 
 
 def test_history_of_an_unknown_entry_is_an_error(store: Store):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -450,6 +451,8 @@ async def test_dispatch_to_12345_when_configured(desk_app, sign_in):
     assert status == 200 and body["ticket"]["id"] == "T20261130001"
     assert got["summary"] == "群众咨询无犯罪记录证明" and got["citizen_contact"] is None
     assert got["unit"] == "police" and got["transcript"][0]["text"] == NO_CRIME
+    # each line's time says its zone, as the ticket's own created_at does
+    assert datetime.fromisoformat(got["transcript"][0]["at"]).utcoffset() is not None
     assert "T20261130001" in (await told(desk_app.app, citizen))[-2].text
 
 
