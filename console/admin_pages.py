@@ -59,7 +59,8 @@ a.bb-button{display:inline-block;border-radius:4px;padding:.4rem 1rem;background
 .bb-filters label{display:inline;margin:0 .25rem 0 0}
 select{padding:.4rem;border:1px solid #aab4c0;border-radius:4px;font-size:1rem;background:#fff}
 select[multiple]{width:100%}
-.bb-table-wrap{overflow-x:auto}
+/* position: the visually hidden header inside (操作) is clipped by the wrapper, not the page */
+.bb-table-wrap{overflow-x:auto;position:relative;max-width:100%}
 table.bb-table{width:100%;border-collapse:collapse;font-size:.95rem}
 .bb-table th,.bb-table td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #eef1f4;
   vertical-align:top}
@@ -74,8 +75,13 @@ input[aria-invalid=true],select[aria-invalid=true]{border-color:#b42318}
 .bb-actions{margin-top:1.25rem}
 .bb-actions a{margin-left:1rem}
 button.bb-danger{background:#b42318}
-.bb-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);
-  white-space:nowrap}
+.bb-sr{position:absolute;width:1px;height:1px;margin:-1px;padding:0;border:0;overflow:hidden;
+  clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}
+@media (max-width:600px){
+  .bb-card{padding:1rem}
+  .bb-head{flex-wrap:wrap}
+  table.bb-table{font-size:.9rem}
+}
 """
 
 

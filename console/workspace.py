@@ -196,12 +196,6 @@ def message_json(m: Outbound) -> dict[str, Any]:
             "created_at": m.created_at.isoformat()}
 
 
-def dispatch_draft(messages: list[Outbound]) -> str:
-    """The 派单 form's summary: what the citizen said, in order (the agent edits it)."""
-    said = [m.text.strip() for m in messages if m.sender == "citizen" and m.text.strip()]
-    return "\n".join(said)[:MAX_SUMMARY]
-
-
 # -- handlers ----------------------------------------------------------------------------------
 
 routes = web.RouteTableDef()
@@ -231,7 +225,6 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     out = {"handoff": handoff_json(desk, h, user),
            "messages": [message_json(m) for m in history if m.seq > 0]}
     if after == 0:
-        out["dispatch_draft"] = dispatch_draft(history)
         out["segments"] = [{"id": s.id, "unit_name": desk.service.unit_name(s.unit),
                             "state": s.state, "resolution": s.resolution, "note": s.note,
                             "agent_name": s.agent_name}
@@ -432,5 +425,5 @@ def mount(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-__all__ = ["API", "DESK_ROLES", "HandoffDisabled", "desk_of", "dispatch_draft",
+__all__ = ["API", "DESK_ROLES", "HandoffDisabled", "desk_of",
            "error_response", "handoff_json", "matter_name", "message_json", "mount", "routes"]

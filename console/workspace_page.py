@@ -204,7 +204,7 @@ def workspace_page(session: StaffSession, desk: AgentDesk, canned: list[CannedRe
         <label for="ws-summary">诉求摘要</label>
         <textarea id="ws-summary" rows="3" maxlength="{MAX_SUMMARY}"></textarea>
         <label for="ws-contact">联系方式（可选）</label>
-        <input type="text" id="ws-contact" maxlength="100" autocomplete="off">
+        <input type="text" id="ws-contact" maxlength="64" autocomplete="off">
         <button type="submit">派单</button></fieldset></form></details>
     </div>
   </section>

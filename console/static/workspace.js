@@ -59,6 +59,26 @@
     return isNaN(d) ? "" : HHMM.format(d);
   }
 
+  // What a citizen sends to steer the conversation rather than to say what they need, left out
+  // of the 派单 summary: asking for a person (转人工, 人工客服 …), a menu number ("2", "第二个"),
+  // cancelling (取消排队 …), the quick replies they tap (转人工帮办, 已解决 / 未解决, the rating
+  // levels, 不用了, 不确定 / 全市通办) and bare greetings ("在吗", "你好"). Compared without
+  // spaces and punctuation; a longer number (a phone number) is kept.
+  var STEERING = [
+    /^(?:(?:我要|我想|我需要|请|帮我)?(?:转接?|接通?|找|要)?(?:人工|真人|活人|客服)(?:帮办|客服|服务|坐席)?(?:在吗|在线吗|在不在|呢|啊|吧)?)+$/,
+    /^(?:请问)?(?:你好|您好|小申|在吗|在不在|有(?:活|真)?人(?:在)?吗|谢谢(?:你|您)?|好的?|嗯+|哦+|ok|okay)+$/,
+    /^第?(?:[0-9]{1,3}|[一二三四五六七八九十])(?:个|条|项|种)?$/,
+    /^(?:取消|取消排队|取消人工|取消留言|不排了|不等了|不用了)$/,
+    /^(?:已解决|未解决|没解决|非常满意|满意|基本满意|不满意|非常不满意|不确定全市通办)$/
+  ];
+  function steering(line) {
+    var bare = line.normalize("NFKC").toLowerCase().replace(/[\s\p{P}\p{S}]+/gu, "");
+    return !bare || STEERING.some(function (re) { return re.test(bare); });
+  }
+  function dispatchDraft(lines) {
+    return lines.filter(function (line) { return !steering(line); }).join("\n");
+  }
+
   function debounce(fn, ms) {
     var timer = null;
     return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
@@ -103,9 +123,9 @@
     var maxLen = Number(root.dataset.max) || 2000;
     var lists = { mine: byId("ws-mine"), breaches: byId("ws-breaches"), waiting: byId("ws-waiting"), messages: byId("ws-messages") };
     var logBox = byId("ws-log"), alertBox = byId("ws-alert"), text = byId("ws-text");
-    var replyForm = byId("ws-reply"), actions = byId("ws-actions");
+    var replyForm = byId("ws-reply"), actions = byId("ws-actions"), summary = byId("ws-summary");
     var state = { board: null, selected: null, handoff: null, seqs: {}, last: 0, unread: {}, fresh: {},
-      breached: {}, pending: [], draftFor: null };
+      breached: {}, pending: [], said: [], draft: { auto: "", edited: false } };
     var baseTitle = document.title;
 
     function showAlert(message) {
@@ -131,11 +151,12 @@
       if (h.sla_breached || state.breached[h.id] || key === "breaches") li.classList.add("ws-late");
       var title = el("span", "ws-item-title", h.matter_name || "未识别事项");
       var meta = el("span", "ws-item-meta", [h.unit_name, CHANNELS[h.channel] || h.channel, STATES[h.state] || h.state].join(" · "));
-      // the line: how long the citizen has waited; mine: how long I have been serving
-      var mine = key === "mine" && h.assigned_at;
+      // the line: how long the citizen has waited, or, once an agent serves them (我的会话, and
+      // served ones among 超时提醒), how long they have been served
+      var served = h.state === "assigned" && h.assigned_at;
       var since = el("span", "ws-since");
-      since.dataset.since = String(Date.parse(mine ? h.assigned_at : h.requested_at));
-      since.dataset.label = mine ? "已接待 " : "已等待 ";
+      since.dataset.since = String(Date.parse(served ? h.assigned_at : h.requested_at));
+      since.dataset.label = served ? "已接待 " : "已等待 ";
       since.textContent = since.dataset.label + waited(Number(since.dataset.since));
       btn.append(title, meta, since);
       var unread = state.unread[h.id] || 0;
@@ -207,6 +228,7 @@
         var propose = el("button", "ws-propose", "纳入知识库");
         propose.type = "button";
         propose.addEventListener("click", function () {
+          if (!state.selected) return;
           propose.disabled = true;
           call("POST", "/console/api/handoffs/" + encodeURIComponent(state.selected) + "/propose", { message_id: m.id }).then(function (r) {
             if (r.ok) propose.textContent = "已提交知识库候选";
@@ -224,6 +246,7 @@
         if (state.seqs[m.seq]) return;
         state.seqs[m.seq] = true;
         state.last = Math.max(state.last, m.seq);
+        if (m.sender === "citizen" && m.text && m.text.trim()) state.said.push(m.text.trim());
         logBox.append(messageNode(m));
       });
       if (nearBottom || msgs.length > 20) logBox.scrollTop = logBox.scrollHeight;
@@ -236,31 +259,52 @@
       if (h.agent_name) facts.push("坐席 " + h.agent_name);
       if (h.note) facts.push("说明：" + h.note);
       byId("ws-facts").textContent = facts.join(" · ");
-      replyForm.hidden = !h.mine;
-      actions.hidden = !(h.can_manage || h.can_claim);
-      byId("ws-claim").hidden = !h.can_claim;
-      ["ws-close", "ws-transfer", "ws-dispatch-box"].forEach(function (id) { byId(id).hidden = !h.can_manage; });
+      controls(h);
+    }
+
+    // the reply box for the agent holding it; 结案 / 转办 / 派单 only on a conversation they can
+    // manage; 接待这条留言 only on a 留言; nothing at all while none is selected (h null)
+    function controls(h) {
+      var manage = !!(h && h.can_manage), claim = !!(h && h.can_claim);
+      replyForm.hidden = !(h && h.mine);
+      actions.hidden = !(manage || claim);
+      byId("ws-claim").hidden = !claim;
+      ["ws-close", "ws-transfer", "ws-dispatch-box"].forEach(function (id) { byId(id).hidden = !manage; });
     }
 
     function loadTranscript(full) {
       var id = state.selected;
+      if (!id) return Promise.resolve();
       var after = full ? 0 : state.last;
       return call("GET", "/console/api/handoffs/" + encodeURIComponent(id) + "?after=" + after).then(function (r) {
         if (id !== state.selected) return;
         if (!r.ok) { showAlert(r.body.message); return; }
         renderHandoff(r.body.handoff);
         addMessages(r.body.messages || []);
-        if (full && state.draftFor !== id) {
-          byId("ws-summary").value = r.body.dispatch_draft || "";
-          byId("ws-contact").value = "";
-          state.draftFor = id;
-        }
+        refreshDraft();
       });
     }
 
+    // the 派单 summary: what the citizen asked, without what they typed or tapped to steer the
+    // conversation (转人工, a menu number, 取消排队, a rating …); it follows their newer lines
+    // until the agent edits it
+    function refreshDraft() {
+      if (state.draft.edited) return;
+      var value = dispatchDraft(state.said).slice(0, summary.maxLength > 0 ? summary.maxLength : undefined);
+      if (summary.value !== value) summary.value = value;
+      state.draft.auto = value;
+    }
+    summary.addEventListener("input", function () {
+      state.draft.edited = summary.value !== state.draft.auto;
+    });
+
     function select(id) {
+      if (!id) return Promise.resolve();
       if (state.selected !== id) {
         state.selected = id; state.seqs = {}; state.last = 0; state.pending = [];
+        state.handoff = null; state.said = []; state.draft = { auto: "", edited: false };
+        controls(null);  // until this conversation's rights are known
+        summary.value = ""; byId("ws-contact").value = "";
         logBox.replaceChildren(); showAlert(""); byId("ws-pending").textContent = "";
         if (history.replaceState) history.replaceState(null, "", "?h=" + encodeURIComponent(id));
       }
@@ -281,6 +325,7 @@
 
     replyForm.addEventListener("submit", function (ev) {
       ev.preventDefault();
+      if (!state.selected || replyForm.hidden) return;
       var value = text.value;
       if (!value.trim() && !state.pending.length) return;
       var send = byId("ws-send");
@@ -313,6 +358,7 @@
       var file = ev.target.files && ev.target.files[0];
       ev.target.value = "";
       if (!file) return;
+      if (!state.selected || replyForm.hidden) { showAlert("请先选择一个您接待中的会话，再发送图片或语音。"); return; }
       var form = new FormData();
       form.append("file", file, file.name);
       byId("ws-pending").textContent = "正在上传…";
@@ -326,6 +372,14 @@
 
     // acting on the conversation
     function act(action, body, done) {
+      var h = state.handoff;
+      var allowed = h && state.selected && h.id === state.selected &&
+        (action === "claim" ? h.can_claim : h.can_manage);
+      if (!allowed) {
+        controls(h && h.id === state.selected ? h : null);
+        showAlert(state.selected ? "这个会话当前不能执行此操作" : "请先从左侧选择一个会话");
+        return Promise.resolve();
+      }
       return call("POST", "/console/api/handoffs/" + encodeURIComponent(state.selected) + "/" + action, body).then(function (r) {
         if (!r.ok) { showAlert(r.body.message || "操作失败"); return; }
         showAlert("");

@@ -21,7 +21,6 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from console.auth import COOKIE
-from console.workspace import dispatch_draft
 from console.workspace_page import load_canned
 from core.appkeys import HUB
 from core.attachments import AttachmentStore
@@ -264,7 +263,6 @@ async def test_the_agent_sees_the_whole_transcript_replies_and_the_citizen_gets_
     senders = [m["sender"] for m in msgs]
     assert senders[:2] == ["citizen", "bot"]  # the bot part is there
     assert msgs[0]["text"] == NO_CRIME and "html" not in msgs[1]
-    assert t["dispatch_draft"] == f"{NO_CRIME}\n转人工"
     assert [s["unit_name"] for s in t["segments"]] == ["市公安局"]
 
     status, body = await police.post(f"/console/api/handoffs/{hid}/send",
@@ -277,7 +275,6 @@ async def test_the_agent_sees_the_whole_transcript_replies_and_the_citizen_gets_
     await say(desk_app.app, citizen, "是本人，手机13812345678")
     status, t = await police.get(f"/console/api/handoffs/{hid}?after={last}")
     assert [m["text"] for m in t["messages"]] == ["是本人，手机13812345678"]
-    assert "dispatch_draft" not in t
 
     status, body = await police.post(f"/console/api/handoffs/{hid}/close",
                                      {"resolution": "no_such_code"})
@@ -510,12 +507,6 @@ async def test_kb_search_gives_the_official_answer_as_plain_text(desk_app, sign_
 # -- pieces -------------------------------------------------------------------------------------
 
 
-def test_dispatch_draft_is_what_the_citizen_said():
-    msgs = [Outbound(sender="citizen", action="system", text="问题一", seq=1),
-            Outbound(sender="bot", action="answer", text="答案", seq=2),
-            Outbound(sender="citizen", action="system", text=" ", seq=3),
-            Outbound(sender="citizen", action="system", text="问题二", seq=4)]
-    assert dispatch_draft(msgs) == "问题一\n问题二"
 
 
 def test_canned_replies_file_is_validated_with_the_file_and_field_named(tmp_path):
