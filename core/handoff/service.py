@@ -25,18 +25,25 @@ from ..bus import Events
 from ..conversations import Conversation
 from ..dialog.bot import BotReply, Context
 from ..dialog.models import Inbound, Outbound, QueueStatus, QuickReply
-from ..hours import Units
+from ..hours import Units, format_opening
 from ..notify import Notifier
 from ..queue import Queue
 from ..reference import Matters, load_matters
 from ..routing import DISTRICTS, detect_topic, route
 from .store import OPEN_STATES, Handoff, HandoffStore
-from .sweep import Sweeper, minutes
+from .sweep import Sweeper, waiting_text
 
 log = logging.getLogger(__name__)
 
 CANCEL = QuickReply(label="取消排队", payload="handoff:cancel")
 CANCEL_WORDS = {"取消", "取消排队", "不排了", "不等了", "取消人工", "取消留言"}
+#: typed while an agent serves, these still mean the line or the 留言 (a stale button's label
+#: typed on a text channel); a bare "取消" may well be an answer to the agent and goes through
+SERVING_CANCEL_WORDS = {"取消排队", "取消留言", "取消人工"}
+#: a 留言's later lines are acknowledged again (briefly) after this much quiet
+LEFT_REACK_AFTER_S = 30 * 60
+#: how long the record of a 留言's last line is kept (longer than any closure, 春节 included)
+LEFT_TTL_S = 30 * 86400
 
 
 class HandoffService(Sweeper):
@@ -53,6 +60,7 @@ class HandoffService(Sweeper):
         self.events = events
         self.matters = matters or load_matters()
         self.clock = clock
+        self._left_key = f"{prefix}handoff:left:"
         super().__init__(prefix=prefix, sweep_interval_s=sweep_interval_s,
                          release_after_s=release_after_s)
 
@@ -132,8 +140,8 @@ class HandoffService(Sweeper):
             wait = await self.queue.expected_wait_s(unit, position)
         status = QueueStatus(state="waiting", unit=unit, unit_name=u.name, position=position,
                              wait_s=int(wait), can_cancel=True)
-        return [BotReply("handoff", f"已为您接入{u.name}线上人工帮办。您前面还有{position - 1}位，"
-                         f"预计等待约{minutes(wait)}分钟，请稍候。",
+        return [BotReply("handoff", f"已为您接入{u.name}线上人工帮办。{waiting_text(position, wait)}，"
+                         "请稍候。",
                          quick_replies=[CANCEL], body={"queue": status.model_dump()})]
 
     async def after(self, conversation_id: str, replies: list[BotReply]) -> None:
@@ -152,14 +160,64 @@ class HandoffService(Sweeper):
         h = await self.store.current(conv.id)
         if h is None:
             return []
-        wants_cancel = inbound.payload == "handoff:cancel" or (
-            inbound.text.strip(" 。.!！") in CANCEL_WORDS and h.state in ("waiting", "message"))
-        if wants_cancel and h.state in ("waiting", "message"):
-            return await self.cancel(h)
+        said = inbound.text.strip(" 。.!！")
+        if h.state in ("waiting", "message") and (
+                inbound.payload == "handoff:cancel" or said in CANCEL_WORDS):
+            replies = await self.cancel(h)
+            if replies:
+                return replies
+            h = await self.store.current(conv.id)  # taken by an agent in the meantime
+            if h is None:
+                return []
         await self.events.publish({"type": "citizen_message", "unit": h.unit, "handoff": h.id,
                                    "conversation": conv.id, "agent": h.agent,
                                    "message": message})
+        if h.state == "assigned" and (inbound.payload == "handoff:cancel"
+                                      or said in SERVING_CANCEL_WORDS):
+            # a stale 取消排队 / 取消留言: nothing to cancel any more. The agent sees the line
+            # (the citizen may want to stop); the citizen is told why nothing was cancelled.
+            return [self._serving_reply(h)]
+        if h.state == "message":
+            return await self._acknowledge_left(h)
         return []
+
+    def _serving_reply(self, h: Handoff) -> BotReply:
+        name = self.unit_name(h.unit)
+        status = QueueStatus(state="assigned", unit=h.unit, unit_name=name,
+                             agent_name=h.agent_name)
+        return BotReply("system", f"{name}工作人员{h.agent_name or ''}已在为您服务，无需再排队等候。"
+                        "如不再需要帮助，请直接告诉工作人员，工作人员会为您结束本次服务。",
+                        body={"queue": status.model_dump()})
+
+    async def _acknowledge_left(self, h: Handoff) -> list[BotReply]:
+        """A line of a 留言: the first is acknowledged in full; later ones only after a quiet
+        spell (a citizen typing several lines in a row is not answered line by line)."""
+        key = self._left_key + h.id
+        now = self.clock()
+        pipe = self.queue.redis.pipeline(transaction=True)
+        pipe.getset(key, repr(now))
+        pipe.expire(key, LEFT_TTL_S)
+        previous, _ = await pipe.execute()
+        if previous is None:
+            return [BotReply("system", f"您的留言已提交，{self.unit_name(h.unit)}工作人员"
+                             f"{self._answer_when(h.unit)}通过本渠道答复您。"
+                             "如需补充，可以继续输入，补充内容会一并转给工作人员。")]
+        if now - float(previous) >= LEFT_REACK_AFTER_S:
+            return [BotReply("system", "已收到您的补充内容，工作人员答复时会一并查看。")]
+        return []
+
+    def _answer_when(self, unit: str) -> str:
+        u = self.units.get(unit)
+        if u is None:
+            return "将在工作时间"
+        at = self.now()
+        if u.is_open(at):  # opened since the 留言 began: it is already on the board
+            return "将尽快"
+        return f"将于{format_opening(u.hours.next_opening(at), at.astimezone(u.hours.zone))}起"
+
+    async def left_message(self, h: Handoff) -> bool:
+        """Whether the citizen has written anything in this 留言 yet."""
+        return bool(await self.queue.redis.exists(self._left_key + h.id))
 
     async def cancel(self, h: Handoff) -> list[BotReply]:
         ended = await self.store.finish(h.id, "cancelled", "cancelled",
@@ -310,15 +368,16 @@ class HandoffService(Sweeper):
             text = f"{name}工作人员{h.agent_name or ''}正在为您服务。"
         elif h.state == "message":
             status = QueueStatus(state="message", unit=h.unit, unit_name=name, can_cancel=True)
-            text = "您的留言已提交，工作人员将在工作时间答复您。"
+            text = "您的留言已提交，工作人员将在工作时间答复您。" if await self.left_message(h) \
+                else "当前不在服务时间，请直接输入您的留言内容。"
         else:
             position = await self.queue.position(conversation_id) or 1
             wait = await self.queue.expected_wait_s(h.unit, position)
             status = QueueStatus(state="waiting", unit=h.unit, unit_name=name, position=position,
                                  wait_s=int(wait), can_cancel=True)
-            text = f"您前面还有{position - 1}位，预计等待约{minutes(wait)}分钟。"
+            text = f"{waiting_text(position, wait)}。"
         return Outbound(conversation_id=conversation_id, seq=0, sender="system",
                         action="system", text=text, queue=status)
 
 
-__all__ = ["HandoffService", "CANCEL", "DISTRICTS"]
+__all__ = ["HandoffService", "CANCEL", "DISTRICTS", "waiting_text"]

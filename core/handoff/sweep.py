@@ -37,6 +37,12 @@ def minutes(seconds: float) -> int:
     return max(1, round(seconds / 60))
 
 
+def waiting_text(position: int, wait_s: float) -> str:
+    """Where the citizen stands, as the widget's banner says it (1 = next to be served)."""
+    ahead = "下一位就是您" if position <= 1 else f"您前面还有{position - 1}位"
+    return f"{ahead}，预计等待约{minutes(wait_s)}分钟"
+
+
 class Sweeper:
     """HandoffService's sweep; the service sets these before calling ``__init__``."""
 
@@ -175,7 +181,7 @@ class Sweeper:
             status = QueueStatus(state="waiting", unit=unit, unit_name=u.name,
                                  position=w.position, wait_s=int(wait), can_cancel=True)
             await self.notifier.status(channel, user, w.conversation, status,
-                                       f"您前面还有{w.position - 1}位，预计等待约{minutes(wait)}分钟。")
+                                       f"{waiting_text(w.position, wait)}。")
 
     # -- recovery -----------------------------------------------------------------------------
 

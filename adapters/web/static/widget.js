@@ -9,7 +9,9 @@
  * field of bot/agent messages (sanitised by the server) and parsed inert before insertion.
  *
  * Human help: "status" frames (transient, seq 0) and stored messages carrying `queue` drive a
- * banner above the log (position, expected wait, cancel; then the agent's name), newest wins.
+ * banner above the log (position, expected wait, cancel; whether a 留言 has been received, from
+ * the citizen writing in it; then the agent's name), newest wins. Once a person serves, earlier
+ * 取消排队 buttons in the log are disabled.
  * Pictures and voice: the attach button (or pasting a screenshot) uploads the file over HTTP
  * to /channels/web/upload, then a "message" frame names the uploaded id. Attachments are shown
  * only from our own /attachments/{id} URLs; on another origin's page, where our cookie does
@@ -32,6 +34,10 @@
   var TOKEN_HEADER = "X-Bangban-Token";
   // human help states in which the bot is quiet (no "小申正在输入…") and the banner shows
   var HUMAN = { routing: 1, waiting: 1, message: 1, assigned: 1 };
+  // states in which there is a line or a 留言 to cancel; in any other a 取消排队 button is stale
+  var CANCELLABLE = { waiting: 1, message: 1 };
+  // what the citizen types to cancel (answered by the core, not part of a 留言)
+  var CANCEL_WORDS = { "取消": 1, "取消排队": 1, "不排了": 1, "不等了": 1, "取消人工": 1, "取消留言": 1 };
   var WELCOME = "您好，我是“一网通办”智能客服小申，请问有什么可以帮您？";
   var EXAMPLES = ["居住证签注需要什么材料", "社保卡丢了怎么补办", "怎样转人工帮办"];
 
@@ -39,7 +45,7 @@
     ws: null, token: null, conv: null, lastSeq: 0, pending: new Map(), retry: 0,
     timer: null, opened: false, started: false, hadHello: false, resumeAt: 0,
     maxLength: 500, typingTimer: null, statusTimer: null,
-    queue: null, queueAt: 0, queueConv: null, limits: {}, uploading: false
+    queue: null, queueAt: 0, queueConv: null, left: false, limits: {}, uploading: false
   };
   try { state.token = localStorage.getItem(TOKEN_KEY); } catch (e) { /* storage blocked */ }
 
@@ -201,7 +207,24 @@
     var at = Date.parse(m.created_at) || 0;
     // statuses arrive by two paths (live frames, stored messages replayed): newest wins
     if (m.conversation_id === state.queueConv && at < state.queueAt) return;
+    var prev = state.queue;
+    // the same 留言 still (a reconnect's status, say) keeps what the citizen has written in it
+    var sameLeft = prev && prev.state === "message" && q.state === "message" &&
+      prev.unit === q.unit && m.conversation_id === state.queueConv;
+    if (!sameLeft) state.left = false;
     state.queue = q; state.queueAt = at; state.queueConv = m.conversation_id;
+    showQueue();
+    cancelBtn.textContent = q.state === "message" ? "取消留言" : "取消排队";
+    cancelBtn.hidden = !q.can_cancel;
+    cancelBtn.disabled = false;
+    if (!CANCELLABLE[q.state]) {
+      // a person serves (or it is over): earlier 取消排队 / 取消留言 buttons have nothing to cancel
+      log.querySelectorAll('.bb-choice[data-payload="handoff:cancel"]').forEach(function (b) { b.disabled = true; });
+    }
+    if (humanMode()) showTyping(false);
+  }
+  function showQueue() {
+    var q = state.queue;
     var unit = q.unit_name ? q.unit_name + " · " : "";
     var text = "";
     if (q.state === "routing") text = "正在为您转接人工帮办…";
@@ -209,18 +232,24 @@
       text = unit + "排队中";
       if (typeof q.position === "number") text += q.position > 1 ? "，您前面还有 " + (q.position - 1) + " 位" : "，下一位就是您";
       if (typeof q.wait_s === "number") text += "，预计等待 " + minutes(q.wait_s) + " 分钟";
-    } else if (q.state === "message") text = unit + "当前非工作时间，请留言，工作人员上班后将尽快回复";
-    else if (q.state === "assigned") text = "工作人员 " + (q.agent_name || "") + " 为您服务";
+    } else if (q.state === "message") {
+      text = unit + (state.left ? "留言已提交，工作人员上班后将尽快回复"
+                                : "当前非工作时间，请留言，工作人员上班后将尽快回复");
+    } else if (q.state === "assigned") text = "工作人员 " + (q.agent_name || "") + " 为您服务";
     queueText.textContent = text;
-    cancelBtn.textContent = q.state === "message" ? "取消留言" : "取消排队";
-    cancelBtn.hidden = !q.can_cancel;
-    cancelBtn.disabled = false;
     queueBar.setAttribute("data-state", q.state);
     queueBar.hidden = !text;  // closed / cancelled: the banner goes away
-    if (humanMode()) showTyping(false);
+  }
+  // the citizen wrote while leaving a message (留言): the banner says it has been received
+  function noteLeft(m) {
+    if (!state.queue || state.queue.state !== "message" || state.left) return;
+    if (m.conversation_id !== state.queueConv) return;
+    if (!(m.attachments || []).length && (!m.text || CANCEL_WORDS[m.text.trim()])) return;
+    state.left = true;
+    showQueue();
   }
   function resetQueue() {
-    state.queue = null; state.queueAt = 0; state.queueConv = null;
+    state.queue = null; state.queueAt = 0; state.queueConv = null; state.left = false;
     queueBar.hidden = true;
   }
   cancelBtn.addEventListener("click", function () {
@@ -314,12 +343,18 @@
     }
     bubble.append(el("span", "bb-sr", who + "："));
     var media = (m.attachments || []).filter(function (a) { return a && ATTACHMENT_URL.test(a.url || ""); });
+    // a rating request's options are its quick replies (bot and agent ratings alike)
+    var choices = m.quick_replies && m.quick_replies.length ? m.quick_replies : (m.rating && m.rating.options) || [];
+    // an agent's rating request: its text is for text-only channels ("5 非常满意，4 满意…");
+    // with buttons to tap, its prompt alone asks for the rating
+    var text = m.text;
+    if (m.rating && m.rating.segment === "agent" && m.rating.prompt && choices.length) text = m.rating.prompt;
     if ((sender === "bot" || sender === "agent") && m.html) {
       var rich = el("div", "bb-rich");
       rich.append(richHtml(m.html));
       bubble.append(rich);
-    } else if (m.text || !media.length) {
-      bubble.append(el("div", "bb-text", m.text));
+    } else if (text || !media.length) {
+      bubble.append(el("div", "bb-text", text));
     }
     media.forEach(function (a) { bubble.append(attachment(a)); });
     var links = (m.links || []).filter(function (l) { return safeUrl(l.url); });
@@ -336,15 +371,13 @@
       if (safeUrl(c.url)) card.append(link("查看详情", c.url));
       bubble.append(card);
     });
-    // a rating request's options are its quick replies (bot and agent ratings alike)
-    var choices = m.quick_replies && m.quick_replies.length ? m.quick_replies : (m.rating && m.rating.options) || [];
     if (choices.length) {
       var prompt = m.rating ? m.rating.prompt : "可选操作";
       var group = attrs(el("div", "bb-choices" + (m.rating ? " bb-rating" : "")), { role: "group", "aria-label": prompt });
       // the agent rating's message text is its prompt: say it once
-      if (m.rating && prompt.trim() !== (m.text || "").trim()) group.append(el("p", "bb-prompt", prompt));
+      if (m.rating && prompt.trim() !== (text || "").trim()) group.append(el("p", "bb-prompt", prompt));
       choices.forEach(function (q) {
-        var b = attrs(el("button", "bb-choice", q.label), { type: "button" });
+        var b = attrs(el("button", "bb-choice", q.label), { type: "button", "data-payload": q.payload });
         b.addEventListener("click", function () {
           if (send({ type: "quick_reply", payload: q.payload, label: q.label })) {
             b.setAttribute("aria-pressed", "true");
@@ -357,7 +390,10 @@
       });
       bubble.append(group);
     }
-    if (sender === "citizen") disableChoices();  // older choices are stale once the citizen moves on
+    if (sender === "citizen") {
+      disableChoices();  // older choices are stale once the citizen moves on
+      noteLeft(m);
+    }
     if (sender !== "citizen" || humanMode()) showTyping(false);
     row.append(bubble);
     log.append(row);

@@ -15,6 +15,7 @@ from core.appkeys import ENGINE, HUB
 from core.db.schema import attachments, conversations, messages
 from core.dialog.models import Outbound, QueueStatus, utcnow
 from core.handoff.rating import rating_request
+from core.handoff.service import CANCEL
 from core.ratings import LEVELS
 
 from ...core.test_attachments import HTML, png, wav
@@ -26,6 +27,9 @@ pytestmark = pytest.mark.browser
 
 SCREENSHOT = "/tmp/widget-human.png"
 SCREENSHOT_SERVING = "/tmp/widget-human-serving.png"
+SCREENSHOT_LEFT = "/tmp/widget-human-left.png"
+#: the text of AgentDesk's rating request (what text-only channels show)
+RATING_TEXT = "请为本次服务评价：5 非常满意，4 满意，3 基本满意，2 不满意，1 非常不满意。"
 
 
 async def natural_width(img) -> int:
@@ -127,14 +131,20 @@ async def test_queue_banner_agent_messages_pictures_and_rating(server, browser):
     await expect(banner).to_be_hidden()
 
     # -- waiting again, then an agent takes it ---------------------------------------------------
-    await hub.notifier.tell(conv, "已为您重新排队。", body={"queue": waiting.model_dump()})
+    await hub.notifier.tell(conv, "已为您重新排队。", body={"queue": waiting.model_dump(),
+                                                       "quick_replies": [CANCEL.model_dump()]})
     await expect(banner).to_contain_text("您前面还有 2 位")
+    requeued = await log.locator(".bb-msg").last.get_attribute("data-seq")
+    stale = log.locator(f".bb-msg[data-seq='{requeued}']").get_by_role("button", name="取消排队")
+    await expect(stale).to_be_enabled()
     await set_status(engine, conv, "agent")  # as the handoff service does: the bot is quiet
     await hub.notifier.tell(conv, "市人社局工作人员李华已为您接入，请描述您的问题。", body={
         "queue": QueueStatus(state="assigned", unit="U1", unit_name="市人社局",
                              agent_name="李华").model_dump()})
     await expect(banner).to_contain_text("工作人员 李华 为您服务")
     await expect(cancel).to_be_hidden()
+    # a person serves: the 取消排队 left in the log has nothing to cancel any more
+    await expect(stale).to_be_disabled()
     system_row = log.locator(".bb-from-system").last
     await expect(system_row).to_contain_text("已为您接入")
     # system notices look different from 小申's answers
@@ -198,10 +208,16 @@ async def test_queue_banner_agent_messages_pictures_and_rating(server, browser):
     await set_status(engine, conv, "bot")
     await hub.notifier.tell(conv, "本次服务已结束。", body={"queue": {"state": "closed"}})
     await expect(banner).to_be_hidden()
-    await hub.notifier.tell(conv, "请为市人社局本次人工服务评价：", action="rating",
+    # as AgentDesk sends it: the text for text-only channels, the prompt and the buttons
+    await hub.notifier.tell(conv, RATING_TEXT, action="rating",
                             body=rating_request("h-test", "市人社局"))
     rating = log.get_by_role("group", name="请为市人社局本次人工服务评价：")
     await expect(rating.get_by_role("button")).to_have_count(5)  # pushed: wait, don't race it
+    # one prompt: the buttons' levels are not listed again as "5 非常满意，4 满意…"
+    asked = log.locator(".bb-msg").last
+    assert await asked.locator(".bb-text").inner_text() == "请为市人社局本次人工服务评价："
+    assert await asked.locator(".bb-prompt").count() == 0
+    assert "回复" not in await asked.inner_text() and "5 非常满意" not in await asked.inner_text()
     levels = await rating.get_by_role("button").all_inner_texts()
     assert levels == [LEVELS[n] for n in (1, 2, 3, 4, 5)]
     assert levels[0] == "非常不满意" and levels[-1] == "非常满意"
@@ -245,3 +261,62 @@ async def test_embedded_widget_uploads_and_shows_pictures_with_its_token(server,
     assert await natural_width(agent_thumb) == 16
     assert seen["dialogs"] == [] and seen["errors"] == []
     await context.close()
+
+
+async def test_a_message_left_out_of_hours_is_acknowledged_and_the_banner_says_so(server,
+                                                                                   browser):
+    """Outside working hours, on a phone: the 留言 prompt, the citizen's message acknowledged
+    once, and a banner that says it was received — also after the page is reloaded."""
+    from playwright.async_api import expect
+
+    from tests.core.handoff.conftest import SATURDAY_10
+
+    app = SERVICE_APPS[server]
+    hub = app[HUB]
+    service = hub.handoff
+    clock = service.clock
+    service.clock = lambda: SATURDAY_10  # every unit is closed on Saturday morning
+    try:
+        context = await browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844},
+                                            is_mobile=True, has_touch=True)
+        page = await context.new_page()
+        seen = watch(page)
+        log, box = await open_widget(page, server + "/")
+        banner = page.get_by_role("status", name="人工帮办状态")
+        await box.fill("无犯罪记录证明怎么开？")
+        await box.press("Enter")
+        await expect(log.locator(".bb-msg[data-seq='4']")).to_be_visible()
+        await box.fill("转人工")
+        await box.press("Enter")
+        await expect(log.locator(".bb-msg").last).to_contain_text("请直接输入您的留言内容")
+        await expect(banner).to_contain_text("市公安局 · 当前非工作时间，请留言")
+        await expect(banner.get_by_role("button", name="取消留言")).to_be_visible()
+
+        await box.fill("我想问无犯罪记录证明能不能代办")
+        await box.press("Enter")
+        ack = log.locator(".bb-from-bot", has_text="您的留言已提交")
+        await expect(ack).to_have_count(1)
+        await expect(ack).to_contain_text("市公安局工作人员将于11月30日（周一）9:00起通过本渠道答复您")
+        await expect(banner).to_contain_text("市公安局 · 留言已提交，工作人员上班后将尽快回复")
+        await expect(banner.get_by_role("button", name="取消留言")).to_be_visible()
+        await expect(page.locator(".bb-typing")).to_be_hidden()
+
+        # a second line right after is not answered again
+        await box.fill("代办人需要带什么材料？")
+        await box.press("Enter")
+        await expect(log.locator(".bb-from-citizen").last).to_contain_text("代办人")
+        await page.wait_for_timeout(800)
+        await expect(ack).to_have_count(1)
+        await expect(log.locator(".bb-msg").last).to_contain_text("代办人")
+
+        # a reload replays the conversation: the banner still says the 留言 was received
+        await page.reload()
+        await page.get_by_role("button", name="打开智能客服小申").click()
+        await expect(log.locator(".bb-from-citizen").last).to_contain_text("代办人")
+        await expect(banner).to_contain_text("市公安局 · 留言已提交，工作人员上班后将尽快回复")
+        await expect(log.locator(".bb-from-bot", has_text="您的留言已提交")).to_have_count(1)
+        await page.screenshot(path=SCREENSHOT_LEFT)
+        assert seen["dialogs"] == [] and seen["errors"] == []
+        await context.close()
+    finally:
+        service.clock = clock

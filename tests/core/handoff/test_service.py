@@ -29,7 +29,9 @@ async def state_of(engine, user: str) -> tuple[str, str | None, str | None]:
 async def test_request_joins_the_units_line_with_position_and_wait(hd, engine):
     first, second = citizen(), citizen()
     replies = await ask_for_person(hd, first)
-    assert "市公安局" in replies[-1].text and "前面还有0位" in replies[-1].text
+    # nobody ahead is said the way the widget's banner says it
+    assert "市公安局" in replies[-1].text and "下一位就是您" in replies[-1].text
+    assert "前面还有0位" not in replies[-1].text
     assert replies[-1].queue.state == "waiting" and replies[-1].queue.position == 1
     assert any(q.payload == "handoff:cancel" for q in replies[-1].quick_replies)
     replies = await ask_for_person(hd, second)
@@ -151,6 +153,82 @@ async def test_outside_hours_the_citizen_leaves_a_message_answered_next_working_
     await hd.desk.send(agent, h.id, "可以代办，需要携带委托书。")
     got = [o.text for u, o in hd.pushed if u == user and o.sender == "agent"]
     assert got == ["可以代办，需要携带委托书。"]
+
+
+async def test_a_message_left_is_acknowledged_once_not_line_by_line(hd, engine):
+    hd.clock.t = SATURDAY_10
+    user = citizen()
+    await ask_for_person(hd, user)
+    conv = await _conv(engine, user)
+    status = await hd.service.live_status(conv)
+    assert status.queue.state == "message" and "请直接输入您的留言内容" in status.text
+
+    # the first line is acknowledged, with when the unit answers (Monday 9:00)
+    replies = await hd.say(user, "我想问无犯罪记录证明能不能代办")
+    assert len(replies) == 1 and replies[0].sender == "bot"
+    assert "您的留言已提交" in replies[0].text and "市公安局" in replies[0].text
+    assert "11月30日（周一）9:00" in replies[0].text and "继续输入" in replies[0].text
+    # later lines typed in a row go to the 留言 without an answer each
+    assert await hd.say(user, "代办人需要带什么？") == []
+    assert await hd.say(user, "谢谢") == []
+    # after a quiet spell, a short note that the addition arrived (not the whole text again)
+    hd.clock.advance(31 * 60)
+    replies = await hd.say(user, "补充：是给单位开的")
+    assert len(replies) == 1 and "已收到您的补充" in replies[0].text
+    assert "您的留言已提交" not in replies[0].text
+    assert await hd.say(user, "还有一个问题") == []
+
+    lines = [e["message"]["text"] for e in hd.of_type("citizen_message")
+             if e["conversation"] == conv]
+    assert lines == ["我想问无犯罪记录证明能不能代办", "代办人需要带什么？", "谢谢",
+                     "补充：是给单位开的", "还有一个问题"]
+    assert await state_of(engine, user) == ("message", "police", None)
+    status = await hd.service.live_status(conv)  # what a reconnecting channel is told
+    assert status.queue.state == "message" and "您的留言已提交" in status.text
+
+    # 取消留言 still cancels; a new 留言 is acknowledged afresh
+    replies = await hd.say(user, "取消留言")
+    assert replies[-1].queue.state == "cancelled"
+    await ask_for_person(hd, user)
+    replies = await hd.say(user, "重新留言：证明能代办吗")
+    assert "您的留言已提交" in replies[0].text
+
+
+async def test_a_stale_cancel_while_an_agent_serves_is_answered_not_swallowed(hd, engine):
+    user = citizen()
+    await ask_for_person(hd, user)
+    agent = await hd.agent("zhao", ["police"], name="赵警官")
+    await hd.desk.heartbeat(agent)
+    assert await state_of(engine, user) == ("assigned", "police", agent.id)
+    conv = await _conv(engine, user)
+
+    # the 取消排队 button of the queue message, tapped after the agent took over
+    replies = await hd.say(user, "取消排队", kind="quick_reply", payload="handoff:cancel")
+    assert len(replies) == 1 and "赵警官已在为您服务" in replies[0].text
+    assert "告诉工作人员" in replies[0].text and replies[0].queue.state == "assigned"
+    assert await state_of(engine, user) == ("assigned", "police", agent.id)
+    # the agent still sees what the citizen did (they may want to stop)
+    assert hd.of_type("citizen_message")[-1]["message"]["text"] == "取消排队"
+    assert hd.of_type("citizen_message")[-1]["agent"] == agent.id
+    # typed on a text channel: the same answer
+    replies = await hd.say(user, "取消排队。")
+    assert len(replies) == 1 and "已在为您服务" in replies[0].text
+    # a bare "取消" may answer the agent's question: it goes to the agent only
+    assert await hd.say(user, "取消") == []
+    assert hd.of_type("citizen_message")[-1]["message"]["text"] == "取消"
+    assert await state_of(engine, user) == ("assigned", "police", agent.id)
+
+    # a transfer's message offers 取消排队 too: stale as well once the new unit's agent serves
+    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    hd.clock.advance(60)
+    await hd.desk.transfer(agent, hid, "tax")
+    tax = await hd.agent("qian", ["tax"], name="钱科员")
+    await hd.desk.heartbeat(tax)
+    assert await state_of(engine, user) == ("assigned", "tax", tax.id)
+    replies = await hd.say(user, "取消排队", kind="quick_reply", payload="handoff:cancel")
+    assert "钱科员已在为您服务" in replies[0].text and "市税务局" in replies[0].text
+    assert await state_of(engine, user) == ("assigned", "tax", tax.id)
+    assert (await hd.service.live_status(conv)).queue.state == "assigned"
 
 
 async def test_districts_are_asked_and_a_numbered_reply_works(hd, engine):
