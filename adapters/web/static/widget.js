@@ -39,7 +39,9 @@
   // what the citizen types to cancel (answered by the core, not part of a 留言)
   var CANCEL_WORDS = { "取消": 1, "取消排队": 1, "不排了": 1, "不等了": 1, "取消人工": 1, "取消留言": 1 };
   var WELCOME = "您好，我是“一网通办”智能客服小申，请问有什么可以帮您？";
-  var EXAMPLES = ["居住证签注需要什么材料", "社保卡丢了怎么补办", "怎样转人工帮办"];
+  // each is answered (tests/adapters/web/test_widget_examples.py): a welcome that offers a question
+  // the bot cannot answer is a bad first impression
+  var EXAMPLES = ["居住证签注需要什么材料", "无犯罪记录证明怎么开", "怎样转人工帮办"];
 
   var state = {
     ws: null, token: null, conv: null, lastSeq: 0, pending: new Map(), retry: 0,
