@@ -43,6 +43,7 @@ from core.jobs import queue, with_engine
 from .api import (WINDOW_CLOSED, Refused, SendError, Tokens, Uncertain, Unsendable, send_media,
                   send_text, upload_media)
 from .config import WeChatConfig
+from .pictures import fit
 from .render import note, sendable
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,10 @@ def _attachment(cfg: Settings, kind: str, attachment_id: str) -> tuple[bytes, st
                                                cfg.handoff.max_voice_bytes).get(attachment_id)
         except NotFound:
             return None
-        return (data, meta.mime, meta.name) if sendable(meta.to_attachment()) == kind else None
+        if sendable(meta.to_attachment()) != kind:
+            return None
+        # WebP, or a picture over 2 MB, as a JPEG WeChat takes (adapters.wechat.pictures)
+        return fit(data, meta.mime, meta.name) if kind == "image" else (data, meta.mime, meta.name)
 
     return with_engine(cfg.database_url, read)
 

@@ -23,9 +23,9 @@ from aiohttp import web
 from core.attachments import sniff
 from tests.support import ThreadedServer
 
-#: what each upload type accepts, by sniffed MIME type, and its size limit (2 MB: the platform's
-#: documented voice limit; pictures are not limited here)
-UPLOADS = {"image": ({"image/png", "image/jpeg", "image/gif"}, None),
+#: what each upload type accepts, by sniffed MIME type, and its size limit (2 MB, as the
+#: platform documents for voice and, in its upload API's notes, for pictures)
+UPLOADS = {"image": ({"image/png", "image/jpeg", "image/gif"}, 2_000_000),
            "voice": ({"audio/amr", "audio/mpeg"}, 2_000_000)}
 
 
