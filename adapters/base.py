@@ -50,6 +50,9 @@ class ChannelAdapter(ABC):
     name: ClassVar[str]
     #: the adapter's settings model
     config_model: ClassVar[type[AdapterConfig]] = AdapterConfig
+    #: whether an answer given later (a 留言 answered the next working day) reaches the citizen
+    #: here: not on a shared terminal, whose session ends when the person walks away
+    answers_later: ClassVar[bool] = True
 
     def __init__(self, hub: Hub, config: AdapterConfig) -> None:
         self.hub = hub

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
@@ -73,3 +75,17 @@ async def messages(ws, count: int, timeout: float = 15) -> list[dict]:
         if frame["type"] == "message":
             out.append(frame["message"])
     return out
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """The application served on a free port of 127.0.0.1 in this event loop, for a browser:
+    its base URL, and everything cleaned up (the app's resources too) on leaving."""
+    runner = web.AppRunner(app, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -94,6 +94,7 @@ class KioskConfig(AdapterConfig):
 class KioskAdapter(SocketRegistry, ChannelAdapter):
     name = "kiosk"
     config_model = KioskConfig
+    answers_later = False  # the session, and any 留言 with it, ends when the person leaves
     config: KioskConfig
 
     def __init__(self, hub, config: KioskConfig) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..bus import Events
 from ..conversations import Conversation
-from ..dialog.bot import BotReply, Context
+from ..dialog.bot import HOTLINE_LINK, BotReply, Context
 from ..dialog.models import Inbound, Outbound, QueueStatus, QuickReply
 from ..hours import Units, format_opening
 from ..notify import Notifier
@@ -60,6 +60,9 @@ class HandoffService(Sweeper):
         self.events = events
         self.matters = matters or load_matters()
         self.clock = clock
+        #: channel → whether a 留言 answered later reaches the citizen there (the adapters'
+        #: ``answers_later``; set by core.handoff.wiring)
+        self.answers_later: Callable[[str], bool] = lambda channel: True
         self._left_key = f"{prefix}handoff:left:"
         super().__init__(prefix=prefix, sweep_interval_s=sweep_interval_s,
                          release_after_s=release_after_s)
@@ -116,6 +119,14 @@ class HandoffService(Sweeper):
         u = self.units[unit]
         now = self.now()
         state = "waiting" if u.is_open(now) else "message"
+        if state == "message" and not self.answers_later(conv.channel):
+            # a 留言 would be cancelled when this person walks away from the kiosk: say when
+            # to come back and where help is now, instead of promising an answer that never comes
+            opening = format_opening(u.hours.next_opening(now), now.astimezone(u.hours.zone))
+            return [BotReply("handoff", f"{u.name}线上人工帮办的服务时间为{u.hours.describe()}，"
+                             f"现在不在服务时间，将于{opening}起恢复。自助终端无法接收之后的答复，"
+                             "您可以届时再来，或在“随申办”APP留言，也可以拨打12345市民服务热线"
+                             "（7×24小时）。", links=[HOTLINE_LINK])]
         h = await self.store.open(
             conversation_id=conv.id, channel=conv.channel, channel_user=conv.channel_user,
             unit=unit, matter=matter, reason=reason, state=state,

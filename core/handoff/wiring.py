@@ -43,6 +43,8 @@ def build(hub: Hub, settings: Settings) -> tuple[HandoffService, AgentDesk]:
         return names[agent][1]
 
     service.agent_names = agent_name
+    service.answers_later = lambda channel: getattr(hub.adapters.get(channel),
+                                                     "answers_later", True)
     # a bad banned-phrase file stops start-up with the file and field named (ConfigError)
     desk = AgentDesk(service, hub.conversations, contexts=None,
                      banned=BannedPhrases.load(settings.handoff.banned_phrases_file))

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from core.staff import StaffStore
+from tests.support import serving
 
 from .test_auth import PASSWORD
 
@@ -30,14 +30,8 @@ async def server(settings, engine, redis):
 
     await StaffStore(engine).add_user("admin1", PASSWORD, roles=["admin"],
                                       display_name="管理员甲")
-    runner = web.AppRunner(create_app(settings, adapters={}), shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(create_app(settings, adapters={})) as url:
+        yield url
 
 
 

@@ -13,11 +13,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from adapters.web import WebAdapter
 from core.appkeys import HUB
 from core.banned import BannedPhrases
+from tests.support import serving
 
 from ..core.test_attachments import png, wav
 from .test_workspace import NO_CRIME, PASSWORD, desk_settings, staff_store  # noqa: F401
@@ -36,15 +36,9 @@ async def server(settings, redis, engine, seeded, tmp_path):
 
     configured = desk_settings(settings, tmp_path).model_copy(update={"channels": {"web": {}}})
     app = create_app(configured, adapters={"web": WebAdapter})
-    runner = web.AppRunner(app, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    app[HUB].desk.banned = BannedPhrases.load(None)
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", app
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        app[HUB].desk.banned = BannedPhrases.load(None)
+        yield url, app
 
 
 

@@ -8,6 +8,13 @@
  *
  * Nothing from a message is ever parsed as markup except `html`, which the server sanitised
  * (allow-list, links and images removed); everything else goes in with textContent.
+ *
+ * Human help: statuses (stored messages carrying `queue`, and transient "status" frames) drive
+ * the status line, newest wins: the position in the line, whether a 留言 has been written (the
+ * citizen wrote something in it), the agent's name. Once nobody is waiting any more (an agent
+ * serves, or it is over) the 取消排队 / 取消留言 buttons left in the conversation are disabled.
+ * All of it lives in this page's memory only and goes with the wipe.
+ *
  * Frames: see adapters/kiosk/socket.py.
  */
 (function () {
@@ -26,6 +33,11 @@
   var SESSION_KEY = "bangban.kiosk.session";
   var LABELS = { citizen: "我", bot: "小申", system: "系统消息" };
   var HUMAN = { waiting: true, message: true, assigned: true, routing: true };
+  // states with a line or a 留言 to cancel; in any other a 取消排队 / 取消留言 button is stale
+  var CANCELLABLE = { waiting: true, message: true };
+  var CANCEL_PAYLOAD = "handoff:cancel";
+  // what a citizen types to cancel (answered by the server, not part of a 留言)
+  var CANCEL_WORDS = { "取消": 1, "取消排队": 1, "不排了": 1, "不等了": 1, "取消人工": 1, "取消留言": 1 };
 
   function $(sel, root) { return (root || document).querySelector(sel); }
   function $all(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
@@ -60,7 +72,9 @@
   var state = {
     ws: null, session: storedSession(), retry: 0, conv: null, wipedConv: "",
     idle: Number(body.dataset.idle) || 120, warning: Number(body.dataset.warning) || 20,
-    used: false, deadline: 0, lastActive: 0, queueAt: 0, noticeTimer: null
+    used: false, deadline: 0, lastActive: 0, noticeTimer: null,
+    // the human-help status shown, its time and conversation, and whether a 留言 was written
+    queue: null, queueAt: 0, queueConv: null, left: false
   };
 
   // -- views and notices ----------------------------------------------------------------------
@@ -81,12 +95,26 @@
 
   // -- human help status line (transient statuses update it in place) ------------------------
   function minutes(s) { return Math.max(1, Math.ceil(s / 60)); }
+  function humanMode() { return body.classList.contains("kq-human"); }
   function applyQueue(m) {
     var q = m && m.queue;
     if (!q || typeof q.state !== "string") return;
     var at = Date.parse(m.created_at) || 0;
     if (at < state.queueAt) return;  // an older status, replayed after a newer one
-    state.queueAt = at;
+    var prev = state.queue;
+    // the same 留言 still (another status of it) keeps what the citizen has written in it
+    var sameLeft = prev && prev.state === "message" && q.state === "message" &&
+      prev.unit === q.unit && m.conversation_id === state.queueConv;
+    if (!sameLeft) state.left = false;
+    state.queue = q; state.queueAt = at; state.queueConv = m.conversation_id || null;
+    showQueue();
+    cancelBtn.textContent = q.state === "message" ? "取消留言" : "取消排队";
+    cancelBtn.hidden = !q.can_cancel;
+    cancelBtn.disabled = false;
+    staleCancels();
+  }
+  function showQueue() {
+    var q = state.queue;
     var unit = q.unit_name ? q.unit_name + " · " : "";
     var text = "";
     if (q.state === "routing") text = "正在为您转接人工帮办…";
@@ -94,16 +122,30 @@
       text = unit + "排队中";
       if (typeof q.position === "number") text += q.position > 1 ? "，您前面还有 " + (q.position - 1) + " 位" : "，下一位就是您";
       if (typeof q.wait_s === "number") text += "，预计等待 " + minutes(q.wait_s) + " 分钟";
-    } else if (q.state === "message") text = unit + "当前非工作时间，可以留言";
-    else if (q.state === "assigned") text = unit + "工作人员 " + (q.agent_name || "") + " 为您服务";
+    } else if (q.state === "message") {
+      // no promise of a later answer here: a kiosk's 留言 ends with the session (the wipe)
+      text = unit + (state.left ? "留言已提交" : "当前非工作时间，可以留言");
+    } else if (q.state === "assigned") text = unit + "工作人员 " + (q.agent_name || "") + " 为您服务";
     statusText.textContent = text;
-    cancelBtn.textContent = q.state === "message" ? "取消留言" : "取消排队";
-    cancelBtn.hidden = !q.can_cancel;
-    cancelBtn.disabled = false;
     body.classList.toggle("kq-human", !!HUMAN[q.state] && !!text);
+    if (humanMode()) typing.hidden = true;
+  }
+  /* Nobody waits any more (an agent serves, or the help is over): the 取消排队 / 取消留言
+     buttons still in the conversation have nothing to cancel. */
+  function staleCancels() {
+    if (!state.queue || CANCELLABLE[state.queue.state]) return;
+    $all('.kq-choice[data-reply="' + CANCEL_PAYLOAD + '"]', log).forEach(function (b) { b.disabled = true; });
+  }
+  // the citizen wrote while leaving a 留言: the status line says it has been submitted
+  function noteLeft(m) {
+    if (!state.queue || state.queue.state !== "message" || state.left) return;
+    if (m.conversation_id !== state.queueConv) return;
+    if (!m.text || CANCEL_WORDS[m.text.trim()]) return;
+    state.left = true;
+    showQueue();
   }
   function resetQueue() {
-    state.queueAt = 0;
+    state.queue = null; state.queueAt = 0; state.queueConv = null; state.left = false;
     statusText.textContent = "";
     cancelBtn.hidden = true;
     body.classList.remove("kq-human");
@@ -113,19 +155,21 @@
   function choiceButton(q, group) {
     var b = el("button", "kq-btn kq-choice", q.label);
     b.type = "button";
+    b.dataset.reply = q.payload;  // not data-payload: that is the home screen's own buttons
     b.addEventListener("click", function () {
       if (choose(q.payload, q.label)) $all("button", group).forEach(function (x) { x.disabled = true; });
     });
     return b;
   }
-  function choices(m) {
+  function choices(m, shown) {
     var wrap = el("div", "kq-choices-wrap");
     var rated = {};
     if (m.rating && m.rating.options && m.rating.options.length) {
       var rg = el("div", "kq-choices kq-rating");
       rg.setAttribute("role", "group");
       rg.setAttribute("aria-label", m.rating.prompt);
-      rg.appendChild(el("p", "kq-prompt", m.rating.prompt));
+      // an agent rating's prompt is already the message's text: say it once
+      if ((m.rating.prompt || "").trim() !== (shown || "").trim()) rg.appendChild(el("p", "kq-prompt", m.rating.prompt));
       m.rating.options.forEach(function (q) { rated[q.payload] = true; rg.appendChild(choiceButton(q, rg)); });
       wrap.appendChild(rg);
     }
@@ -175,20 +219,30 @@
     var item = el("article", "kq-msg kq-from-" + m.sender);
     item.dataset.seq = m.seq;
     item.appendChild(el("p", "kq-who", who));
-    var content;
+    var content, shown = null;
     if (m.html) {
       content = el("div", "kq-text kq-html");
       content.innerHTML = m.html;  // sanitised by the server; no links, no images
-    } else content = el("p", "kq-text", m.text);
+    } else {
+      shown = m.text;
+      // an agent's rating request: its text is for text-only channels ("5 非常满意，4 满意…");
+      // with the buttons to tap, its prompt alone asks for the rating
+      var r = m.rating;
+      if (r && r.segment === "agent" && r.prompt && r.options && r.options.length) shown = r.prompt;
+      content = el("p", "kq-text", shown);
+    }
     item.appendChild(content);
     (m.links || []).forEach(function (l) { item.appendChild(el("p", "kq-link", l.title)); });
     if (m.entry) item.appendChild(entryPart(m.entry));
-    var c = choices(m);
+    var c = choices(m, shown);
     if (c) item.appendChild(c);
     log.appendChild(item);
     if (m.entry && m.entry.matter) showPopular(m.entry.matter);
     if (m.queue) applyQueue(m);
-    if (m.sender !== "citizen") typing.hidden = true;
+    staleCancels();  // this message's own 取消排队 too, if a newer status already made it stale
+    if (m.sender === "citizen") noteLeft(m);
+    // nobody types back while a person is asked (小申 is quiet then)
+    if (m.sender !== "citizen" || humanMode()) typing.hidden = true;
     // the bot's reply to what this person just did: they get the whole idle time to read it
     // (only the bot: it answers nothing but their own taps, so it cannot keep a screen alive)
     if (m.sender === "bot" && state.used) {
@@ -221,7 +275,7 @@
   function choose(payload, label) {
     showChat();
     var ok = send({ type: "quick_reply", payload: payload, label: label, id: newId() });
-    if (ok) { typing.hidden = false; scrollDown(); }
+    if (ok) { typing.hidden = humanMode(); scrollDown(); }
     return ok;
   }
   form.addEventListener("submit", function (ev) {
@@ -231,7 +285,7 @@
     if (send({ type: "message", text: text, id: newId() })) {
       input.value = "";
       showChat();
-      typing.hidden = false;
+      typing.hidden = humanMode();
     }
   });
   input.addEventListener("keydown", function (ev) {
@@ -336,7 +390,7 @@
     } else if (f.type === "ended") wipe(false);
     else if (f.type === "message") render(f.message);
     else if (f.type === "status") applyQueue(f.message);
-    else if (f.type === "typing") { if (!body.classList.contains("kq-human")) typing.hidden = false; }
+    else if (f.type === "typing") { if (!humanMode()) typing.hidden = false; }
     else if (f.type === "error") { typing.hidden = true; say(f.reason, true); }
   }
   function connect() {

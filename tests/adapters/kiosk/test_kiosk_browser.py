@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from sqlalchemy import select
 
 from adapters.kiosk import KioskAdapter
 from adapters.kiosk.devices import bootstrap_token
 from core.appkeys import HUB
 from core.db.schema import conversations
+from tests.support import serving
 
 from .conftest import DEVICE, KEY, kiosk_settings
 
@@ -35,14 +35,8 @@ async def server(settings, redis, seeded):
 
     app = create_app(kiosk_settings(settings, idle_timeout_s=IDLE_S, idle_warning_s=WARNING_S),
                      adapters={"kiosk": KioskAdapter})
-    runner = web.AppRunner(app, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", app
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url, app
 
 
 
