@@ -242,15 +242,17 @@ class Bot:
             # say which service it is, when it is a known one
             return self._fallback(ctx, meta, hits, snap, topic=snap.outside(text, ""))
         outside = snap.outside(text, "")
-        if outside is not None and not snap.index.anchored(
-                text, hits[0], specific=2 if snap.outside(text, hits[0].entry_id) else 3):
+        mentioned = outside is not None and snap.outside(text, hits[0].entry_id) is None
+        if outside is not None and not (mentioned and not hits[0].matters) \
+                and not snap.index.anchored(text, hits[0], specific=3 if mentioned else 2):
             # "护照丢了怎么补办" matches "居住证丢了怎么补办" on every word but one, and that one
             # names a service no KB entry covers (config/not_covered.yaml); "出国签证要无犯罪
-            # 记录证明" names its matter too, and the 签证 is only why they need it. An entry
-            # that mentions the service in passing (租房提取's 公租房 rent) answers only a
+            # 记录证明" names its matter too, and the 签证 is only why they need it. A matter's
+            # entry that mentions the service in passing (租房提取's 公租房 rent) answers only a
             # question that names its matter as well: "公租房怎么申请" is not about 公积金, "公租房
             # 的租金能用公积金付吗" is (a word of up to three matters will do here, since the
-            # entry itself speaks of the service).
+            # entry itself speaks of the service). An entry of no matter that mentions it is
+            # the KB starting to cover the service: it answers.
             return self._fallback(ctx, meta, hits, snap, topic=outside)
         close = [h for h in hits if hits[0].score - h.score <= p.clarify_margin]
         shared = set(hits[0].matters).intersection(*(set(h.matters) for h in close))
