@@ -211,6 +211,11 @@ class AgentDesk:
         if to_unit == h.unit:
             raise ValidationFailed("不能转给本单位", [("transfer", "unit", to_unit)])
         name = self.service.unit_name(to_unit)
+        if not self.service.units[to_unit].is_open(self.service.now()) \
+                and not self.service.answers_later(h.channel):
+            # it would become a 留言 that ends with the citizen's kiosk session, unanswered
+            raise Conflict(f"{name}现在不在服务时间，而群众在自助终端咨询，无法留言等候答复；"
+                           "请直接答复，或派单到12345")
         new = await self.service.move(
             h, to_unit, state="transferred", resolution="transferred", reason="transfer",
             note=(note or "").strip()[:2000] or None, from_states=("assigned", "waiting", "message"),

@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import select
 
 from core.db.schema import conversations, handoffs, ratings
+from core.dialog.models import Inbound
 from core.errors import Conflict, Forbidden
-from tests.core.handoff.conftest import SATURDAY_10, citizen
+from tests.core.handoff.conftest import MONDAY_10, SATURDAY_10, citizen
 
 NO_CRIME = "无犯罪记录证明怎么开？"  # M06, police only
 
@@ -280,6 +281,29 @@ async def test_transfer_moves_to_the_other_units_line_with_a_note(hd, engine):
     tax = await hd.agent("t", ["tax"])
     await hd.desk.heartbeat(tax)
     assert (await hd.desk.board(tax))["mine"][0]["id"] == new.id
+
+
+async def test_no_transfer_to_a_closed_unit_from_a_channel_that_cannot_take_the_answer(hd):
+    """At 12:00 on a working day the district offices are at lunch: a transfer there becomes a
+    留言, answered later on the citizen's channel; a kiosk's session is gone by then, so the
+    agent is told instead (docs/adapters.md, answers_later)."""
+    hd.clock.t = MONDAY_10 + 2 * 3600
+    hd.service.answers_later = lambda channel: channel != "kiosk"
+    police = await hd.agent("p", ["police"])
+    await hd.desk.heartbeat(police)
+    for channel in ("kiosk", "web"):
+        user = citizen()
+        await hd.dialog.handle(Inbound(channel=channel, channel_user=user, text=NO_CRIME))
+        await hd.dialog.handle(Inbound(channel=channel, channel_user=user, text="转人工"))
+        hid = next(h["id"] for h in (await hd.desk.board(police))["mine"]
+                   if h["channel_user"] == user)
+        if channel == "kiosk":
+            with pytest.raises(Conflict, match="自助终端"):
+                await hd.desk.transfer(police, hid, "district-310115", "浦东的事")
+            assert (await hd.desk.get(police, hid)).state == "assigned"  # still being served
+        else:
+            new = await hd.desk.transfer(police, hid, "district-310115", "浦东的事")
+            assert new.state == "message"
 
 
 async def test_close_asks_for_a_rating_that_text_channels_answer_with_numbers(hd, engine):
