@@ -1,5 +1,6 @@
-"""坐席工作台's JSON API under ``/console/api/…``: the board, transcripts, replies (text and
-pictures), close, transfer, 派单, 留言, 纳入知识库 and the knowledge-base search.
+"""坐席工作台's JSON API under ``/console/api/…``: the board, transcripts, replies (text, and
+pictures or voice uploaded through :mod:`console.workspace_media`), close, transfer, 派单, 留言,
+纳入知识库 and the knowledge-base search.
 
 The page itself is :mod:`console.workspace_page` (a server-rendered shell that
 ``static/workspace.js`` fills from this API); live updates come over
@@ -23,16 +24,14 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from core.appkeys import HUB
-from core.attachments import AttachmentStore, TooLarge, UnsupportedType, check, collect, \
-    id_from_url, response_headers
+from core.attachments import AttachmentStore, id_from_url
 from core.dialog.bot import answer_body
 from core.dialog.models import Outbound
-from core.errors import (BangbanError, Conflict, Forbidden, NotFound, ValidationFailed,
-                         http_status)
+from core.errors import BangbanError, Conflict, NotFound, ValidationFailed, http_status
 from core.handoff import AgentDesk, BannedPhrase
 from core.handoff.desk import MAX_REPLY
 from core.handoff.store import Handoff
@@ -265,82 +264,6 @@ async def send(request: web.Request) -> web.StreamResponse:
     return web.json_response({"message": message_json(out)})
 
 
-@routes.post(f"{API}/handoffs/{HID}/upload")
-@api
-async def upload(request: web.Request) -> web.StreamResponse:
-    """One picture or voice message for the agent's next message (sent by naming its id in
-    …/send). The kind is read from the content; each kind has its own size limit."""
-    desk, user = desk_of(request), user_of(request)
-    h = await desk.get(user, request.match_info["handoff_id"])
-    holding(h, user)
-    store = attachments_of(request)
-    if request.content_length is not None \
-            and request.content_length > store.limits.of(None) + 16 * 1024:
-        return _too_large(store.limits.of(None), None)
-    part = None
-    if request.content_type.startswith("multipart/form-data"):
-        reader = await request.multipart()
-        part = await reader.next()
-    if not isinstance(part, BodyPartReader) or part.name != "file":
-        raise ValidationFailed("请选择要发送的图片或语音", [("upload", "file", "missing")])
-    try:
-        data = await collect(_chunks(part), store.limits)
-        check(data, store.limits)
-        meta = await store.save(h.conversation_id, "agent", user.id, data,
-                                part.headers.get("Content-Type"), part.filename)
-    except TooLarge as exc:
-        return _too_large(exc.limit, exc.kind)
-    except UnsupportedType:
-        return web.json_response({"error": "unsupported_media_type",
-                                  "message": UNSUPPORTED}, status=415)
-    log.info("workspace: %s uploaded %s (%s, %d bytes)", user.username, meta.id, meta.mime,
-             meta.size)
-    return web.json_response({"id": meta.id, "attachment": {
-        "kind": meta.kind, "url": f"{API}/attachments/{meta.id}", "mime": meta.mime,
-        "size": meta.size, "name": meta.name}}, status=201)
-
-
-#: what the agent is told when the file is neither; WeChat plays only AMR and MP3 as voice
-#: (others reach its users as a "[语音]" note), hence the hint
-UNSUPPORTED = ("仅支持发送 PNG、JPEG、GIF、WebP 格式的图片，或 MP3、AMR、M4A、WAV、OGG 格式的语音"
-               "（微信用户只能直接收听 MP3、AMR）")
-
-
-def _too_large(limit: int, kind: str | None) -> web.Response:
-    size = f"{limit / 1048576:g} MB" if limit >= 1048576 else f"{limit // 1024} KB"
-    what = {"image": "图片", "voice": "语音"}.get(kind or "", "文件")
-    resp = web.json_response({"error": "too_large", "message": f"{what}过大，请控制在 {size} 以内"},
-                             status=413)
-    resp.force_close()  # the rest of the body was not read
-    return resp
-
-
-async def _chunks(part: BodyPartReader):
-    while chunk := await part.read_chunk(64 * 1024):
-        yield chunk
-
-
-@routes.get(API + "/attachments/{attachment_id:a[0-9a-f]{23,31}}")
-@api
-async def attachment(request: web.Request) -> web.StreamResponse:
-    """A citizen's or an agent's picture / voice, for staff who may read that conversation."""
-    desk, user = desk_of(request), user_of(request)
-    meta, data = await attachments_of(request).get(request.match_info["attachment_id"])
-    segments = await desk.store.for_conversation(meta.conversation_id)
-    allowed = False
-    for s in segments:
-        try:
-            desk.check(user, s)
-            allowed = True
-            break
-        except Forbidden:
-            continue
-    if not allowed:
-        # the same answer as for an id that does not exist: nothing about other units leaks
-        raise NotFound("文件不存在或无权查看")
-    return web.Response(body=data, headers=response_headers(meta))
-
-
 async def _act(request: web.Request, action: str) -> web.StreamResponse:
     desk, user = desk_of(request), user_of(request)
     hid = request.match_info["handoff_id"]
@@ -422,7 +345,10 @@ async def kb_search(request: web.Request) -> web.StreamResponse:
 
 
 def mount(app: web.Application) -> None:
+    from .workspace_media import routes as media_routes  # it builds on this module
+
     app.add_routes(routes)
+    app.add_routes(media_routes)
 
 
 __all__ = ["API", "DESK_ROLES", "HandoffDisabled", "desk_of",
