@@ -6,6 +6,9 @@ databases used in government IT).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -19,7 +22,25 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+
+
+class UtcDateTime(TypeDecorator):
+    """A point in time, always read back aware and in UTC (we only ever store UTC).
+
+    PostgreSQL keeps the zone; SQLite keeps none and hands back naive datetimes, which every
+    reader then had to remember to mark, and some did not: the APP API's long-poll answered
+    "…00:48:59" where its POST said "…00:48:59Z", eight hours off for an app in Beijing. The
+    column's DDL is ``DateTime(timezone=True)`` as before, so no migration."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 # Named constraints make migrations reproducible on both databases.
 metadata = MetaData(
@@ -48,7 +69,7 @@ kb_entries = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("data", JSON, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("modified_at", DateTime(timezone=True), nullable=False),
+    Column("modified_at", UtcDateTime(), nullable=False),
     Index("ix_kb_entries_type_status", "type", "status"),
 )
 
@@ -70,7 +91,7 @@ kb_revisions = Table(
     Column("version", Integer, nullable=False),
     Column("action", String(16), nullable=False),
     Column("actor", String(128), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("before", JSON),
     Column("after", JSON),
     Column("note", Text),
@@ -83,7 +104,7 @@ citizens = Table(
     "citizens",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 channel_identities = Table(
@@ -92,7 +113,7 @@ channel_identities = Table(
     Column("channel", String(32), primary_key=True),
     Column("channel_user", String(128), primary_key=True),
     Column("citizen_id", String(32), ForeignKey("citizens.id"), nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 conversations = Table(
@@ -107,9 +128,9 @@ conversations = Table(
     Column("matter", String(8)),
     Column("unit", String(32)),
     Column("msg_count", Integer, nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("last_at", DateTime(timezone=True), nullable=False),
-    Column("closed_at", DateTime(timezone=True)),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("last_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime()),
     Index("ix_conversations_channel_user", "channel", "channel_user", "last_at"),
     Index("ix_conversations_status", "status"),
 )
@@ -128,7 +149,7 @@ messages = Table(
     Column("body", JSON, nullable=False),
     Column("channel", String(32), nullable=False),
     Column("channel_msg_id", String(128)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Index("uq_messages_conversation_id_seq", "conversation_id", "seq", unique=True),
     # the SQL backstop of de-duplication (Redis catches platform retries first)
     Index("uq_messages_channel_channel_msg_id", "channel", "channel_msg_id", unique=True),
@@ -147,8 +168,8 @@ unanswered = Table(
     Column("matter", String(8)),
     Column("entry_id", String(64)),
     Column("status", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
     Column("resolved_entry_id", String(64)),
     Index("ix_unanswered_status_due_at", "status", "due_at"),
 )
@@ -169,9 +190,9 @@ staff_users = Table(
     Column("roles", JSON, nullable=False),
     Column("units", JSON, nullable=False),
     Column("active", Boolean, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("last_login_at", DateTime(timezone=True)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("last_login_at", UtcDateTime()),
     Index("uq_staff_users_username", "username", unique=True),
 )
 
@@ -183,8 +204,8 @@ staff_sessions = Table(
     Column("id", String(64), primary_key=True),
     Column("user_id", String(32), ForeignKey("staff_users.id", ondelete="CASCADE"),
            nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
     Column("csrf_token", String(64), nullable=False),
     Column("user_agent", String(256)),
 )
@@ -210,8 +231,8 @@ ratings = Table(
     Column("level", Integer),
     Column("comment", Text),
     Column("day", String(10), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Index("uq_ratings_conversation_id_segment_target", "conversation_id", "segment", "target",
           unique=True),
     Index("ix_ratings_day", "day"),
@@ -226,9 +247,9 @@ rating_followups = Table(
     Column("rating_id", Integer, ForeignKey("ratings.id", ondelete="CASCADE"), nullable=False),
     Column("unit", String(32)),
     Column("status", String(16), nullable=False),
-    Column("due_at", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("closed_at", DateTime(timezone=True)),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime()),
     Column("closed_by", String(64)),
     Column("note", Text),
     Index("uq_rating_followups_rating_id", "rating_id", unique=True),
@@ -253,8 +274,8 @@ tickets = Table(
     Column("last_error", Text),
     Column("idempotency_key", String(64), nullable=False),
     Column("external_id", String(64)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Index("uq_tickets_idempotency_key", "idempotency_key", unique=True),
     Index("ix_tickets_conversation_id", "conversation_id"),
     Index("ix_tickets_status", "status"),
@@ -282,10 +303,10 @@ handoffs = Table(
     Column("state", String(16), nullable=False),
     Column("agent", String(32)),
     Column("agent_name", String(64)),
-    Column("requested_at", DateTime(timezone=True), nullable=False),
-    Column("assigned_at", DateTime(timezone=True)),
-    Column("first_response_at", DateTime(timezone=True)),
-    Column("closed_at", DateTime(timezone=True)),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("assigned_at", UtcDateTime()),
+    Column("first_response_at", UtcDateTime()),
+    Column("closed_at", UtcDateTime()),
     # resolved / unresolved / dispatched / transferred / no_reply / cancelled / overflowed
     Column("resolution", String(16)),
     Column("sla_breached", Boolean, nullable=False),
@@ -315,8 +336,8 @@ kb_candidates = Table(
     # candidate → accepted (became entry_id) | rejected
     Column("status", String(16), nullable=False),
     Column("entry_id", String(64)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("decided_at", DateTime(timezone=True)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("decided_at", UtcDateTime()),
     Column("decided_by", String(32)),
     Index("uq_kb_candidates_message_id", "message_id", unique=True),
     Index("ix_kb_candidates_status", "status"),
@@ -338,6 +359,6 @@ attachments = Table(
     Column("sha256", String(64), nullable=False),
     Column("name", String(200)),
     Column("data", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Index("ix_attachments_conversation_id", "conversation_id"),
 )

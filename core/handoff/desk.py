@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select
@@ -254,10 +253,7 @@ class AgentDesk:
             raise Conflict("未配置12345派单接口（dispatch.endpoint），请联系管理员")
         _, history = await self.transcript(user, handoff_id)
         transcript = [{"seq": m.seq, "sender": m.sender, "text": m.text,
-                       # with its zone: SQLite hands back naive UTC
-                       "at": (m.created_at if m.created_at.tzinfo
-                              else m.created_at.replace(tzinfo=UTC)).isoformat()}
-                      for m in history]
+                       "at": m.created_at.isoformat()} for m in history]  # aware: UtcDateTime
         ticket = await self.dispatcher(conversation_id=h.conversation_id, unit=h.unit,
                                        summary=summary, transcript=transcript,
                                        citizen_contact=contact,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
@@ -75,6 +76,12 @@ async def test_long_poll_returns_at_once_when_messages_exist(api):
     seqs = [m["seq"] for m in body["messages"]]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 2
     assert body["messages"][0]["sender"] == "citizen" and body["messages"][0]["text"] == "你好"
+    # read back, a message says the same instant, zone included, as when it was sent (SQLite
+    # returned naive times: an app in Beijing showed history eight hours off)
+    reply = sent["replies"][0]
+    [again] = [m for m in body["messages"] if m["message_id"] == reply["message_id"]]
+    assert again["created_at"] == reply["created_at"]
+    assert datetime.fromisoformat(again["created_at"]).utcoffset() == timedelta(0)
 
     later = await api.poll("u1", after=seqs[-1], wait=0)
     assert later == {"conversation_id": sent["conversation_id"], "messages": []}
