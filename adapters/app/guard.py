@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from core.bodies import read_limited
 
 from . import signing
-from .models import AppConfig, ErrorBody, Problem
+from .models import (APP_ID_PATTERN, TEXT_PATTERN, TOKEN_PATTERN, USER_PATTERN, AppConfig, ErrorBody,
+                     Problem)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,11 +54,24 @@ def unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message)
 
 
+#: what a pattern means, said in words: pydantic's own message quotes the regular expression
+PATTERN_REASONS = {
+    TEXT_PATTERN: "must contain a visible character and no control characters",
+    USER_PATTERN: "must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'",
+    TOKEN_PATTERN: "must be printable ASCII without spaces",
+    APP_ID_PATTERN: "must be 1-32 characters of A-Z, a-z, 0-9, '_' or '-'",
+}
+
+
 def problems_of(exc: ValidationError, where: str = "") -> list[Problem]:
     found = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in (where, *err["loc"]) if p != "") or "(body)"
-        found.append(Problem(field=loc, reason=err["msg"]))
+        reason = err["msg"]
+        if err["type"] == "string_pattern_mismatch":
+            reason = PATTERN_REASONS.get((err.get("ctx") or {}).get("pattern", ""),
+                                         "has characters that are not allowed here")
+        found.append(Problem(field=loc, reason=reason))
     return found
 
 

@@ -272,6 +272,20 @@ async def test_missing_fields_are_422_with_the_field(api):
     assert [p["field"] for p in body["problems"]] == ["label"]
 
 
+@pytest.mark.parametrize(("body", "field", "reason"), [
+    ({"user": "u1", "text": "  \n "}, "text", "visible character"),
+    ({"user": "u1", "text": "你好\x07"}, "text", "control characters"),
+    ({"user": "张三", "text": "你好"}, "user", "1-64 characters"),
+])
+async def test_a_refused_pattern_is_said_in_words(api, body, field, reason):
+    # not pydantic's "String should match pattern '^[^\\x00-…'"
+    resp = await api.post(body)
+    refused_body = await refused(resp, 422, "invalid")
+    [problem] = refused_body["problems"]
+    assert problem["field"] == field and reason in problem["reason"]
+    assert "pattern" not in refused_body["message"] and "\\x" not in refused_body["message"]
+
+
 async def test_too_long_text_is_422(api):
     resp = await api.post({"user": "u1", "text": "问" * (MAX_TEXT + 1)})
     body = await refused(resp, 422, "invalid")
