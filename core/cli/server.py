@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 
 import click
@@ -43,8 +44,17 @@ def serve(settings: Settings, host: str | None, port: int | None, no_seed: bool)
                f"(database: {_safe_url(settings.database_url)}, "
                f"redis: {'embedded' if settings.embedded_redis else _safe_url(settings.redis.url)})",
                err=True)
-    web.run_app(create_app(settings), host=settings.server.host, port=settings.server.port,
-                print=None, access_log=None, shutdown_timeout=10)
+    try:
+        web.run_app(create_app(settings), host=settings.server.host, port=settings.server.port,
+                    print=None, access_log=None, shutdown_timeout=10)
+    except OSError as exc:
+        # the port is taken (another serve?) or not ours to use: run_app has already stopped
+        # what it started (the embedded Redis included); say so in one line, not a traceback
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        raise click.ClickException(
+            f"cannot listen on {settings.server.host}:{settings.server.port}: "
+            f"{exc.strerror or exc} (another bangban serve on that port? use --port)") from None
     click.echo("stopped", err=True)
 
 

@@ -189,3 +189,18 @@ def test_serve_with_external_database_and_redis(serve_store: Store, servers):
     assert again.wait_ready()["status"] == "ready"
     assert entry_count(serve_store) == seeded
     assert again.interrupt() == 0, again.output()
+
+
+def test_a_port_already_in_use_is_one_clear_line(serve_store: Store, servers):
+    server = servers(serve_store)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", server.port))
+        taken.listen()
+        server.start()
+        code = server.proc.wait(READY_TIMEOUT_S)
+    out = server.output()
+    assert code == 1, out
+    assert f"cannot listen on 127.0.0.1:{server.port}" in out and "--port" in out
+    assert "Traceback" not in out
+    # what it started on the way is gone again: no private Redis left running
+    assert not EmbeddedRedis(serve_store.data_dir).socket.exists()
