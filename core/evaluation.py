@@ -40,7 +40,11 @@ class Case:
 
 def load_cases(path: Path) -> list[Case]:
     cases = []
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:  # Excel on a Chinese Windows saves GBK
+        raise ValidationFailed(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                               "save it as UTF-8") from None
     jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -64,6 +68,14 @@ def load_cases(path: Path) -> list[Case]:
     if not cases:
         raise ValidationFailed(f"{path}: no questions in the file")
     return cases
+
+
+def unknown_expectations(cases: Sequence[Case], entry_ids: set[str],
+                         matter_codes: set[str]) -> list[Case]:
+    """Cases whose ``expect`` names nothing that can be right: no class, no matter code of
+    config/matters.yaml, no id of the KB scored against (a typo such as M99 or "unkown")."""
+    return [c for c in cases if c.expect not in SPECIAL and c.expect not in matter_codes
+            and c.expect not in entry_ids]
 
 
 def group_of(expect: str) -> str:

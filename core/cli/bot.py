@@ -37,11 +37,12 @@ def _entries(settings: Settings):
     return entries
 
 
-def _bot(settings: Settings):
+def _bot(settings: Settings, entries=None):  # noqa: ANN001 - KB entries, loaded if not given
     from ..dialog.bot import Bot
     from ..knowledge import build_snapshot
 
-    snapshot = build_snapshot(_entries(settings), rerank=settings.kb.rerank)
+    snapshot = build_snapshot(_entries(settings) if entries is None else entries,
+                              rerank=settings.kb.rerank)
     return Bot(lambda: snapshot, settings.bot)
 
 
@@ -73,13 +74,17 @@ def ask(settings: Settings, text: tuple[str, ...], as_json: bool, context: bool)
             head = f"[{reply.action}"
             if reply.meta.entry_id:
                 head += f" {reply.meta.entry_id} {','.join(reply.meta.matters)}"
+            # the buttons a channel would show, numbered as a text channel offers them (what
+            # "2" picks with --context)
+            choices = "".join(f"  {n}. {q.label}\n" for n, q in enumerate(reply.quick_replies, 1))
             click.echo(f"> {question}\n{head} confidence={reply.meta.confidence:.2f}]\n"
-                       f"{reply.text}\n")
+                       f"{reply.text}\n{choices}")
 
 
 @kb.command("search")
 @click.argument("query", nargs=-1, required=True)
-@click.option("--top", default=5, show_default=True, help="How many entries to list.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1),
+              help="How many entries to list.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @settings_options
 def kb_search(settings: Settings, query: tuple[str, ...], top: int, as_json: bool) -> None:
@@ -115,16 +120,26 @@ def eval_cmd(settings: Settings, file: Path, mode: str, as_json: bool, misses: b
     expect is a matter code (M01…), out_of_scope, human, unknown, or a KB entry id. Prints the
     accuracy per expected class and per group, then overall (last line).
     """
-    from ..evaluation import evaluate_dialog, evaluate_retrieval, format_report, load_cases
+    from ..evaluation import (evaluate_dialog, evaluate_retrieval, format_report, load_cases,
+                              unknown_expectations)
     from ..knowledge import search_index
+    from ..reference import matter_names
 
     cases = load_cases(file)
+    entries = _entries(settings)
+    unknown = unknown_expectations(cases, {e.id for e in entries}, set(matter_names()))
+    if unknown:
+        # scored as misses all the same: the file is the judge of what is right
+        shown = "; ".join(f"{c.where}: {c.expect}" for c in unknown[:5])
+        click.echo(f"warning: {len(unknown)} expectations are no matter code, class or KB entry "
+                   f"id, so they can only be misses ({shown}"
+                   f"{' …' if len(unknown) > 5 else ''})", err=True)
     start = time.perf_counter()
     if mode == "retrieval":
-        index = search_index(_entries(settings), settings.kb.rerank)
+        index = search_index(entries, settings.kb.rerank)
         report = evaluate_retrieval(index, cases)
     else:
-        report = evaluate_dialog(_bot(settings), cases)
+        report = evaluate_dialog(_bot(settings, entries), cases)
     if as_json:
         data = report.as_dict()
         data["seconds_total"] = round(time.perf_counter() - start, 3)

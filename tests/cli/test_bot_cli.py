@@ -76,6 +76,20 @@ def test_ask_without_json_shows_the_action_and_the_answer(seeded):
     assert "个人所得税纳税记录" in result.stdout
 
 
+def test_ask_without_json_numbers_the_choices_it_offers(seeded):
+    # what "2" would pick: the operator must see the list, not only "以下哪一个问题？"
+    offer = json_lines(seeded("ask", "--json", "证件丢了"))[0]
+    result = ok(seeded("ask", "证件丢了"))
+    assert "[clarify" in result.stdout, output(result)
+    for n, label in enumerate(offer["quick_replies"], 1):
+        assert f"  {n}. {label}" in result.stdout
+
+
+def test_kb_search_refuses_a_top_below_one(seeded):
+    result = seeded("kb", "search", "--top", "0", "居住证")
+    assert result.returncode == 2 and "--top" in result.stderr, output(result)
+
+
 # -- kb search --------------------------------------------------------------------------------
 
 
@@ -131,6 +145,27 @@ def test_eval_refuses_a_malformed_file_naming_file_and_line(seeded, tmp_path, na
     assert result.returncode != 0, output(result)
     assert f"{path}:{line}" in result.stderr, output(result)
     assert "Traceback" not in result.stderr
+
+
+def test_eval_of_a_gbk_file_says_to_save_it_as_utf8(seeded, tmp_path):
+    # what Excel on a Chinese Windows saves
+    path = tmp_path / "excel.tsv"
+    path.write_bytes("M03\t居住证续签\n".encode("gbk"))
+    result = seeded("eval", path)
+    assert result.returncode != 0, output(result)
+    assert "not UTF-8" in result.stderr and "excel.tsv" in result.stderr, output(result)
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_warns_of_expectations_that_can_only_be_misses(seeded, tmp_path):
+    path = tmp_path / "typos.tsv"
+    path.write_text("M03\t居住证续签\nM99\t居住证续签\nunkown\t明天会下雨吗\n"
+                    "hotline-12345\t12345电话多少\n", encoding="utf-8")
+    result = ok(seeded("eval", path))
+    assert "warning: 2 expectations" in result.stderr, output(result)
+    assert f"{path}:2: M99" in result.stderr and f"{path}:3: unkown" in result.stderr
+    assert "hotline-12345" not in result.stderr  # an entry id of the KB is a fine expectation
+    assert result.stdout.strip().splitlines()[-1].startswith("overall")
 
 
 def test_eval_of_a_missing_file_fails(seeded, tmp_path):
