@@ -8,6 +8,7 @@ again here because some answer bodies are assembled from plain-text fields.
 from __future__ import annotations
 
 import logging
+import re
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'; "
        "object-src 'none'")
 #: matters shown on the demo portal's front page (their guides, when the KB has them)
-FEATURED = ("M03", "M01", "M02", "M05", "M09", "M12", "M20", "M30")
+#: the portal's popular matters, for citizens (个人服务) and for businesses (法人服务)
+PERSONAL = ("M03", "M04", "M06", "M01", "M20", "M34")
+BUSINESS = ("M12", "M21", "M22", "M30", "M28", "M32")
 
 
 def _e(value: object) -> str:
@@ -60,7 +63,7 @@ def _layout(title: str, main: str, *, lang: str = "zh-CN") -> str:
     <a class="bb-site-brand" href="/"><span class="bb-site-emblem" aria-hidden="true">沪</span>
       <span>上海市一网通办</span></a>
     <nav aria-label="主导航">
-      <a href="/">首页</a><a href="/#personal">个人服务</a><a href="/#business">法人服务</a>
+      <a href="/">首页</a><a href="/#personal">个人服务</a><a href="/#business">法人服务</a><a href="/#help">办事帮助</a>
     </nav>
   </div>
 </header>
@@ -96,26 +99,36 @@ def portal(adapter: WebAdapter):
     async def page(request: web.Request) -> web.Response:
         snap = _snapshot(adapter)
         names = matter_names()
-        items = []
-        for code in FEATURED:
-            if code not in names:
-                continue
-            guide = snap.guides.get(code) if snap else None
-            label = _e(names[code])
-            link = f'<a href="/kb/{_e(guide.id)}">{label}</a>' if guide else label
-            items.append(f"<li>{link}</li>")
+
+        def matters(codes: tuple[str, ...]) -> str:
+            items = []
+            for code in codes:
+                if code not in names:
+                    continue
+                guide = snap.guides.get(code) if snap else None
+                label = _e(names[code])
+                link = f'<a href="/kb/{_e(guide.id)}">{label}</a>' if guide else label
+                items.append(f"    <li>{link}</li>")
+            return "\n".join(items)
+
+        # one line per sentence: a line break between Chinese characters renders as a space
         main = f"""<section class="bb-hero" aria-labelledby="hero-title">
   <h1 id="hero-title">一网通办 · 便民服务</h1>
-  <p>线上办事遇到问题？点击右下角“小申”，智能客服7×24小时为您解答；
-     工作日工作时间可转线上人工帮办。</p>
+  <p>线上办事遇到问题？点击右下角“小申”，智能客服7×24小时为您解答；工作日工作时间可转线上人工帮办。</p>
 </section>
-<section id="personal" aria-labelledby="matters-title">
-  <h2 id="matters-title">热门事项</h2>
+<section id="personal" aria-labelledby="personal-title">
+  <h2 id="personal-title">个人服务 · 热门事项</h2>
   <ul class="bb-matters">
-{chr(10).join(items)}
+{matters(PERSONAL)}
   </ul>
 </section>
-<section id="business" aria-labelledby="help-title">
+<section id="business" aria-labelledby="business-title">
+  <h2 id="business-title">法人服务 · 热门事项</h2>
+  <ul class="bb-matters">
+{matters(BUSINESS)}
+  </ul>
+</section>
+<section id="help" aria-labelledby="help-title">
   <h2 id="help-title">办事帮助</h2>
   <ul class="bb-help">
     <li>不知道需要什么材料？直接问小申，例如“居住证签注需要什么材料”。</li>
@@ -152,6 +165,9 @@ def _entry_main(entry: KbEntryBase) -> str:
     if dept := _department(getattr(entry, "updated_by", None)):
         facts.append(f"<dt>发布部门</dt><dd>{_e(dept)}</dd>")
     facts.append(f"<dt>更新时间</dt><dd>{_e(entry.updated_at.strftime('%Y-%m-%d'))}</dd>")
+    phone = str(getattr(entry, "phone", None) or "")
+    if dial := re.sub(r"[^0-9+]", "", phone):  # hotlines and departments: one tap to call
+        facts.append(f'<dt>电话</dt><dd><a href="tel:{dial}">{_e(phone)}</a></dd>')
     source = _source_url(entry)
     if source:
         facts.append(f'<dt>来源</dt><dd><a href="{_e(source)}" rel="noopener noreferrer" '

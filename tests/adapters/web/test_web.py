@@ -267,6 +267,15 @@ async def test_portal_page(make_client):
     assert '<html lang="zh-CN">' in body and "上海市一网通办" in body
     assert len(re.findall(r"<script\b", body)) == 1 and body.count(WIDGET_TAG) == 1
     assert 'href="/kb/M03-guide-01"' in body
+    # each nav link lands on its own section: 法人服务 on businesses' matters, not on the tips
+    for anchor, heading, matter in (("personal", "个人服务", "M03-guide-01"),
+                                    ("business", "法人服务", "M30-guide-01")):
+        assert f'href="/#{anchor}"' in body
+        section = re.search(rf'<section id="{anchor}".*?</section>', body, re.S).group(0)
+        assert heading in section and f'href="/kb/{matter}"' in section
+    assert 'href="/#help"' in body and '<section id="help"' in body
+    # no line break inside a Chinese sentence (a browser shows it as a space)
+    assert not re.search(r"[\u4e00-\u9fff，；。]\n\s*[\u4e00-\u9fff]", body)
     set_cookie = resp.headers["Set-Cookie"]
     assert set_cookie.startswith(f"{COOKIE}=") and "HttpOnly" in set_cookie
     assert "SameSite=Lax" in set_cookie
@@ -279,6 +288,14 @@ async def test_portal_page(make_client):
                        ("/portal.css", "text/css")):
         resp = await client.get(path)
         assert resp.status == 200 and kind in resp.content_type, path
+
+
+async def test_a_hotline_page_offers_its_number_to_call(make_client):
+    client = await make_client()
+    body = await (await client.get("/kb/hotline-12345")).text()
+    assert '<a href="tel:12345">12345</a>' in body
+    # the seed's folded text has no space between Chinese sentences
+    assert "诉求。“线上人工帮办”" in body
 
 
 async def test_kb_page_for_published_entries_only(make_client):
