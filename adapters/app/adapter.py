@@ -295,6 +295,9 @@ class AppAdapter(ChannelAdapter):
             frame = validate(WsClientFrame, parse_json(raw.encode("utf-8", "surrogatepass")))
             if not (frame.text or frame.payload):
                 raise ApiError(422, "invalid", "a send frame needs text or payload")
+            if frame.payload and not frame.label:
+                # as POST /messages requires: the label is what the transcript shows the agent
+                raise ApiError(422, "invalid", "label: a quick reply needs its label")
             await self.guard.within_rate(f"{app_id}:{user}")
         except ApiError as exc:
             await ws.send_json({"type": "error", "error": exc.code, "reason": exc.message})

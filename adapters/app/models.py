@@ -187,5 +187,6 @@ class WsClientFrame(_Api):
                                            pattern=TEXT_PATTERN)] | None = None
     payload: Annotated[str, StringConstraints(min_length=1, max_length=200,
                                               pattern=TOKEN_PATTERN)] | None = None
+    #: required with ``payload``: the button's label, shown in the transcript
     label: Annotated[str, StringConstraints(max_length=60, pattern=TEXT_PATTERN)] | None = None
     msg_id: MsgId | None = None

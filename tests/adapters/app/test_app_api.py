@@ -177,6 +177,11 @@ async def test_websocket_round_trip(api, app_client):
         error = await ws.receive_json(timeout=5)
         assert error["type"] == "error" and error["error"] == "invalid"
         assert "text" in error["reason"]
+        # a quick reply needs its label here too, as POST /messages says (it is what the
+        # transcript shows; without it an agent saw an empty bubble)
+        await ws.send_json({"type": "send", "payload": "human"})
+        error = await ws.receive_json(timeout=5)
+        assert error["type"] == "error" and "label" in error["reason"]
 
         # a message sent over HTTP (another device) arrives on the socket too
         await api.send("u1", "再见")
