@@ -113,6 +113,11 @@ class KioskAdapter(SocketRegistry, ChannelAdapter):
     async def start(self) -> None:
         self._stopping = False
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="kiosk-sweep")
+        if self.config.devices and not self.hub.settings.server.public_url:
+            # the QR codes and printed sheets carry this address to citizens' phones
+            self.log.warning("kiosk: server.public_url is not set, so QR codes and printed "
+                             "guides point at %s, which a citizen's phone cannot reach",
+                             self.hub.settings.public_url)
 
     async def shutdown(self) -> None:
         # close sockets as the server begins to stop, so it does not wait on them

@@ -124,3 +124,19 @@ def test_bad_settings_name_the_field(settings, kiosk, field):
         create_app(kiosk_settings(settings, **kiosk), adapters={"kiosk": KioskAdapter})
     assert field in str(err.value)
     assert "too short" not in str(err.value)  # a key is never echoed
+
+
+async def test_start_warns_when_qr_codes_would_point_at_a_local_address(make_client, caplog,
+                                                                         aiohttp_client,
+                                                                         settings, redis):
+    # the QR codes and printed guides carry server.public_url to citizens' phones
+    with caplog.at_level("WARNING", logger="adapters.kiosk"):
+        await make_client()
+    [warning] = [r.getMessage() for r in caplog.records if "public_url" in r.getMessage()]
+    assert "127.0.0.1" in warning and "phone" in warning
+    caplog.clear()
+    public = kiosk_settings(settings).model_copy(update={"server": settings.server.model_copy(
+        update={"public_url": "https://zwfw.example.gov.cn"})})
+    with caplog.at_level("WARNING", logger="adapters.kiosk"):
+        await aiohttp_client(create_app(public, adapters={"kiosk": KioskAdapter}))
+    assert not [r for r in caplog.records if "public_url" in r.getMessage()]
