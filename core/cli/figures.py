@@ -54,6 +54,16 @@ def figures(settings: Settings, date_from: date | None, date_to: date | None, by
     from ..errors import ValidationFailed
     from ..figures import FiguresQuery, compute, default_range
 
+    from adapters import discover
+
+    from ..reference import load_codes
+
+    # a typo would only print zeros: name what exists instead
+    for given, known, option in ((units, set(load_codes().department), "--unit"),
+                                 (channels, set(discover()), "--channel")):
+        if unknown := [x for x in given if x not in known]:
+            raise click.BadParameter(f"{', '.join(unknown)} (known: {', '.join(sorted(known))})",
+                                     param_hint=option)
     until = date_to or default_range()[1]
     since = date_from or default_range(until)[0]
     try:

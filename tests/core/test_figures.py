@@ -297,3 +297,7 @@ def test_bangban_figures_prints_the_table_and_the_json(engine, database_url, tmp
     assert doc["overall"]["dispatch"]["denominator"] == 7 and len(doc["groups"]) == 2
     bad = run("--from", "2025-09-23", "--to", "2025-09-22")
     assert bad.returncode == 1 and "开始日期晚于结束日期" in bad.stderr
+    # a mistyped unit or channel is named, not answered with a table of zeros
+    for option, typo in (("--unit", "hrs"), ("--channel", "wechta")):
+        bad = run("--from", "2025-09-22", "--to", "2025-09-23", option, typo)
+        assert bad.returncode == 2 and typo in bad.stderr and "known:" in bad.stderr, bad.stderr
