@@ -55,8 +55,16 @@ async def error_middleware(request: web.Request, handler):
     browser asking for a page that does not exist gets one in Chinese."""
     try:
         return await handler(request)
-    except web.HTTPNotFound as exc:
-        if exc.text == "404: Not Found" and "text/html" in request.headers.get("Accept", ""):
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        routed = exc.text in ("404: Not Found", "405: Method Not Allowed")  # the router's own
+        if routed and request.path.startswith("/api/"):
+            # the APIs answer in JSON throughout, as their documents promise
+            code = "not_found" if exc.status == 404 else "method_not_allowed"
+            return web.json_response(
+                {"error": code, "message": f"no {request.method} {request.path} in this API"},
+                status=exc.status, headers={k: v for k, v in exc.headers.items()
+                                            if k == "Allow"})
+        if routed and exc.status == 404 and "text/html" in request.headers.get("Accept", ""):
             return web.Response(text=NOT_FOUND_PAGE, status=404, content_type="text/html",
                                 charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
         raise

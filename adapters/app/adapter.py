@@ -191,6 +191,10 @@ class AppAdapter(ChannelAdapter):
     async def send(self, request: web.Request) -> web.Response:
         """POST /messages: one text or quick reply; answers with the bot's replies."""
         app_id, body = await self.guard.authenticate(request)
+        if request.content_type != "application/json":
+            # as documented; a form or a text body would only fail later as "malformed JSON"
+            raise ApiError(415, "unsupported_media_type",
+                           f"send the message as application/json, not {request.content_type}")
         data = parse_json(body)
         quick = isinstance(data, dict) and ("payload" in data or "label" in data)
         msg = validate(QuickReplyMessage if quick else TextMessage, data)

@@ -58,7 +58,8 @@ _ERRORS = {
     "404": "No such attachment for this app.",
     "413": "The body is larger than the configured limit (for attachments: the limit of the "
            "picture or voice type detected, given in the message).",
-    "415": "Not a picture or voice message of an accepted type (detected from the content).",
+    "415": "A message whose Content-Type is not application/json; an attachment that is not "
+           "a picture or voice message of an accepted type (detected from the content).",
     "422": "The body or query failed validation: `problems` lists each field and reason.",
     "429": "Too many messages from this user; retry after `Retry-After` seconds.",
 }
@@ -141,7 +142,7 @@ def _document() -> dict[str, Any]:
             {"oneOf": [ref["TextMessage"], ref["QuickReplyMessage"]]})},
         "responses": _responses({"200": {"description": "The message was taken; the replies.",
                                          "content": _json(ref["SendResponse"])}},
-                                "400", "401", "413", "422", "429"),
+                                "400", "401", "413", "415", "422", "429"),
     }
     poll = {
         "operationId": "pollMessages",

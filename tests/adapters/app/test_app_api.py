@@ -114,7 +114,8 @@ async def test_long_poll_wakes_on_a_message_sent_by_a_second_client(api, app_cli
 
     async with aiohttp.ClientSession(str(app_client.make_url("/"))) as second:
         body = json.dumps({"user": "u1", "text": "谢谢"}, ensure_ascii=False).encode()
-        headers = sign_request(APP_A, api.key, "POST", MESSAGES, body)
+        headers = {**sign_request(APP_A, api.key, "POST", MESSAGES, body),
+                   "Content-Type": "application/json"}
         async with second.post(MESSAGES, data=body, headers=headers) as resp:
             assert resp.status == 200, await resp.text()
 
@@ -260,6 +261,15 @@ async def test_oversized_body_is_413(api):
     resp = await api.post({"user": "u1", "text": "你好", "pad": "x" * 40_000})
     body = await refused(resp, 413, "body_too_large")
     assert str(32 * 1024) in body["message"]
+
+
+async def test_a_message_not_sent_as_json_is_415(api, app_client):
+    body = json.dumps({"user": "u1", "text": "你好"}, ensure_ascii=False).encode()
+    for ctype in ("text/plain", "application/x-www-form-urlencoded"):
+        resp = await app_client.post(MESSAGES, data=body, headers={
+            **api.headers("POST", MESSAGES, body), "Content-Type": ctype})
+        refused_body = await refused(resp, 415, "unsupported_media_type")
+        assert "application/json" in refused_body["message"] and ctype in refused_body["message"]
 
 
 async def test_malformed_json_is_400(api):

@@ -54,7 +54,7 @@ def test_document_describes_security_and_errors():
     assert all(s["type"] == "apiKey" and s["in"] == "header" for s in schemes.values())
     assert doc["security"] == [{name: [] for name in schemes}]
     send = doc["paths"][f"{PREFIX}/messages"]["post"]
-    assert set(send["responses"]) == {"200", "400", "401", "413", "422", "429"}
+    assert set(send["responses"]) == {"200", "400", "401", "413", "415", "422", "429"}
     error = doc["components"]["responses"]["Error401"]["content"]["application/json"]
     assert error["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
     assert "$defs" not in json.dumps(doc)
