@@ -121,7 +121,7 @@ def users_disable(settings: Settings, username: str) -> None:
     """Stop USERNAME from signing in and sign out their sessions (the account is kept).
 
     Unlike the admin page, this may disable the last admin: it is the operator's tool on the
-    server, which can always undo it (``users enable``)."""
+    server, which can always undo it ('bangban users enable')."""
     user = _run(settings, lambda store: store.disable(username))
     click.echo(f"disabled {user.username}; their sessions were signed out")
     if not any(u.active and u.has_role("admin")
