@@ -112,7 +112,7 @@ class SendResponse(_Api):
 
 
 class PollQuery(_Api):
-    """Query of ``GET /messages`` (and ``GET /ws``, which ignores ``wait``)."""
+    """Query of ``GET /messages`` (and ``GET /ws``, which refuses ``wait``: it does not wait)."""
 
     user: User
     after: int = Field(0, ge=0, le=MAX_SEQ,
@@ -180,7 +180,8 @@ class WsServerFrame(_Api):
 
 
 class WsClientFrame(_Api):
-    """A frame the client sends on the websocket: a text or a tapped quick reply."""
+    """A frame the client sends on the websocket: a ``text``, or a tapped quick reply's
+    ``payload`` with its ``label`` (one of the two, as ``POST /messages`` takes them)."""
 
     type: Literal["send"]
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT,

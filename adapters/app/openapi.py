@@ -39,7 +39,8 @@ never reused) and `X-Bangban-Signature`, the lower-case hex HMAC-SHA256 of
 
 where PATH is the request target exactly as sent (path and query string, percent-encoded,
 parameters in the order sent) and BODY the exact body bytes (empty for GET). A request that
-fails any check is refused with 401 and a reason. `adapters/app/signing.py` is a reference
+fails any check is refused with 401 and a reason (a body over the size limit is refused with 413
+before it is read). `adapters/app/signing.py` is a reference
 implementation (standard library only).
 
 Pictures and voice messages (`POST /attachments`) are sent as the raw file, not as JSON or
