@@ -198,6 +198,16 @@ class ConversationStore:
             rows = (await conn.execute(q)).mappings().all()
         return [StoredMessage(**{k: r[k] for k in StoredMessage.__slots__}) for r in rows]
 
+    async def sent_as(self, conversation_id: str, channel_msg_id: str) -> StoredMessage | None:
+        """The citizen's message the channel sent under this id, if this conversation has it."""
+        q = (select(messages).where(messages.c.conversation_id == conversation_id,
+                                    messages.c.channel_msg_id == channel_msg_id)
+             .order_by(messages.c.seq).limit(1))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).mappings().first()
+        return None if row is None else StoredMessage(**{k: row[k]
+                                                         for k in StoredMessage.__slots__})
+
     # -- the KB gap list ----------------------------------------------------------------------
     async def record_unanswered(self, conversation_id: str, message_id: str | None, question: str,
                                 reason: str, *, matter: str | None = None,

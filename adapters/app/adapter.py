@@ -208,12 +208,17 @@ class AppAdapter(ChannelAdapter):
             "duplicate": result.duplicate,
         })
 
+    @staticmethod
+    def _scoped(app_id: str, user: str, msg_id: str | None) -> str | None:
+        """The client's message id as the core de-duplicates it (per channel): scoped to the
+        app and user, so two users' "1" are two messages."""
+        if not msg_id:
+            return None
+        digest = hashlib.sha256(f"{user}\n{msg_id}".encode()).hexdigest()[:40]
+        return f"{app_id}:{digest}"
+
     def _inbound(self, app_id: str, user: str, msg: dict[str, Any], **extra: Any) -> Inbound:
-        msg_id = msg.get("msg_id")
-        if msg_id:
-            # the core de-duplicates per channel: scope the client's id to the app and user
-            digest = hashlib.sha256(f"{user}\n{msg_id}".encode()).hexdigest()[:40]
-            msg_id = f"{app_id}:{digest}"
+        msg_id = self._scoped(app_id, user, msg.get("msg_id"))
         if msg.get("payload"):
             return Inbound(channel=self.name, channel_user=f"{app_id}:{user}",
                            kind="quick_reply", text=msg.get("label") or "",
@@ -329,8 +334,21 @@ class AppAdapter(ChannelAdapter):
         q = validate(UploadQuery, _query(request, UPLOAD_PARAMS), "query")
         channel_user = f"{app_id}:{q.user}"
         await self.guard.within_rate(channel_user)
+        conv = await self.hub.conversations.current(self.name, channel_user)
+        scoped = self._scoped(app_id, q.user, q.msg_id)
+        earlier = scoped and await self.hub.conversations.sent_as(conv.id, scoped)
+        if earlier and (sent := earlier.to_outbound().attachments):
+            # a retry of an upload that was taken: no second copy, the first one's answer
+            result = await self.hub.handle(self._inbound(
+                app_id, q.user, {"msg_id": q.msg_id, "text": ""}, kind=sent[0].kind,
+                attachments=sent))
+            return web.json_response({
+                "conversation_id": result.conversation_id, "seq": result.seq,
+                "replies": [self.render(o) for o in result.replies],
+                "duplicate": result.duplicate,
+                "attachment": self.render_attachment(sent[0]),
+            })
         try:
-            conv = await self.hub.conversations.current(self.name, channel_user)
             meta = await self.attachments.save(conv.id, "citizen", channel_user, data,
                                                request.content_type, q.name)
         except TooLarge as exc:

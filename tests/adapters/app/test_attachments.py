@@ -76,9 +76,15 @@ async def test_upload_is_sent_and_served_to_the_app_only(api):
     assert (await api.get(f"{UPLOADS}/a{'0' * 23}")).status == 404
     assert (await api.get(att["url"] + "?user=u1")).status == 422
 
-    # a retry with the same msg_id is answered as a duplicate
+    # a retry with the same msg_id is answered as a duplicate, with the first upload: no second
+    # copy is stored that no message would ever show
+    async with api.client.app[HUB].engine.connect() as db:
+        stored = (await db.execute(select(func.count()).select_from(attachments))).scalar()
     again = await (await put(api, PNG, "user=u1&name=x.png&msg_id=pic-1")).json()
     assert again["duplicate"] is True and again["replies"] == []
+    assert again["attachment"] == att
+    async with api.client.app[HUB].engine.connect() as db:
+        assert (await db.execute(select(func.count()).select_from(attachments))).scalar() == stored
 
     # a voice message
     resp = await put(api, wav(300), "user=u1", content_type="audio/amr")
