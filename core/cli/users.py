@@ -95,6 +95,9 @@ def users_add(settings: Settings, username: str, roles: tuple[str, ...], units: 
     """
     # validate everything else before asking for a password
     new = NewStaffUser.create(username, roles=roles, units=units, display_name=display_name)
+    if new.username != username:
+        click.echo(f"note: user names are lower case; this one signs in as {new.username!r}",
+                   err=True)
     password = _read_password(new.username, password_stdin)
     user = _run(settings, lambda store: store.add_user(
         new.username, password, roles=new.roles, units=new.units,

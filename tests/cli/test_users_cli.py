@@ -51,6 +51,7 @@ def test_add_list_passwd_disable(store: Store):
                      "--unit", "district-310115", "--name", "张三", "--password-stdin",
                      stdin=PASSWORD + "\n"))
     assert "added zhangsan (张三)" in added.stdout
+    assert "signs in as 'zhangsan'" in added.stderr  # told, not silently lower-cased
     assert PASSWORD not in added.stdout + added.stderr
     ok(users(store, "add", "admin1", "--role", "admin", "--password-stdin", stdin=PASSWORD))
 
