@@ -67,6 +67,10 @@ class StoredMessage:
         })
 
 
+#: the most messages one read of a conversation returns (readers page on by sequence number)
+HISTORY_PAGE = 200
+
+
 def _aware(dt: datetime) -> datetime:
     # SQLite hands back naive datetimes for timezone-aware columns; we only ever store UTC
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
@@ -189,7 +193,7 @@ class ConversationStore:
             ])
         return (own_channel, channel_user), stored
 
-    async def history(self, conversation_id: str, *, after: int = 0, limit: int = 200
+    async def history(self, conversation_id: str, *, after: int = 0, limit: int = HISTORY_PAGE
                       ) -> list[StoredMessage]:
         q = (select(messages).where(messages.c.conversation_id == conversation_id,
                                     messages.c.seq > after)

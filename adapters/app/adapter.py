@@ -36,6 +36,7 @@ from adapters.base import ChannelAdapter
 from core.attachments import (
     AttachmentStore, TooLarge, UnsupportedType, collect, id_from_url, response_headers,
 )
+from core.conversations import HISTORY_PAGE
 from core.dialog.models import Attachment, Inbound, Outbound
 from core.errors import NotFound
 
@@ -291,7 +292,8 @@ class AppAdapter(ChannelAdapter):
                 for message in messages:
                     await ws.send_json({"type": "message", "message": self.render(message)})
                     after = message.seq
-                await event.wait()
+                if len(messages) < HISTORY_PAGE:  # a full page: more may follow at once
+                    await event.wait()
         except (ConnectionError, RuntimeError):  # the socket closed under us
             return
         except Exception:  # e.g. the database is down: let the client reconnect and resume

@@ -190,6 +190,20 @@ async def test_websocket_round_trip(api, app_client):
         assert frame["message"]["seq"] == 5 and frame["message"]["text"] == "再见"
 
 
+async def test_websocket_sends_a_long_history_whole_without_waiting(api, app_client):
+    # more than one page of stored messages (200 a read): all of them, in order, at once
+    sent = await api.send("u1", "你好")
+    hub = app_client.server.app[HUB]
+    await hub.conversations.append(sent["conversation_id"], "app", [
+        {"sender": "citizen", "kind": "text", "action": None, "text": f"第{n}条", "body": {}}
+        for n in range(250)])
+    path = f"{WS}?user=u1&after=0"
+    async with app_client.ws_connect(path, headers=api.headers("GET", path)) as ws:
+        frames = [await ws.receive_json(timeout=5) for _ in range(252)]
+    seqs = [f["message"]["seq"] for f in frames]
+    assert seqs == list(range(1, 253))
+
+
 async def test_websocket_handshake_is_signed(api, app_client):
     resp = await app_client.get(f"{WS}?user=u1")
     await refused(resp, 401, "missing_signature")
