@@ -57,7 +57,8 @@ EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif",
               "audio/mpeg": ".mp3", "audio/aac": ".aac", "audio/mp4": ".m4a",
               "audio/3gpp": ".3gp", "audio/3gpp2": ".3g2", "audio/ogg": ".ogg",
               "audio/wav": ".wav", "audio/webm": ".webm"}
-ACCEPTED = "PNG, JPEG, GIF or WebP pictures; AMR, MP3, AAC/M4A, OGG, WAV or WebM audio"
+ACCEPTED = ("PNG, JPEG, GIF or WebP pictures; AMR (and AMR-WB), MP3, AAC/M4A, 3GPP, OGG, WAV or "
+            "WebM audio")
 
 
 class UnsupportedType(BangbanError):
