@@ -12,7 +12,7 @@ import click
 
 from ..config import Settings
 from ..db import create_engine, upgrade
-from .common import cli, settings_options
+from .common import cli, existing_database, settings_options
 from .kb import kb
 
 # The NLU stack (jieba, scikit-learn) is imported inside the commands that use it, so that
@@ -21,6 +21,8 @@ from .kb import kb
 
 def _entries(settings: Settings):
     from ..knowledge import load_entries
+
+    existing_database(settings)
 
     async def run():
         engine = create_engine(settings.database_url)

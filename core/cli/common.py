@@ -63,6 +63,19 @@ def export_given_settings() -> None:
             os.environ[name] = str(Path(value).resolve())
 
 
+def existing_database(settings: Settings) -> None:
+    """For commands that only read: refuse a data dir with no database in it, which is far
+    more often a mistyped --data-dir than an empty deployment (they would create it, empty,
+    and answer from nothing)."""
+    if settings.database.url:
+        return
+    db = Path(settings.data_dir).resolve() / "bangban.db"
+    if not db.exists():
+        raise click.ClickException(
+            f"no database in {db.parent} (is --data-dir right? 'bangban kb import' or "
+            "'bangban serve' creates one there)")
+
+
 def make_settings(config_file: Path | None, overrides: dict[str, Any]) -> Settings:
     settings = load_settings(config_file, overrides=overrides)
     setup_logging(settings.logging.level, settings.logging.mask_personal_data)

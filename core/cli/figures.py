@@ -9,7 +9,7 @@ from datetime import date
 import click
 
 from ..config import Settings
-from .common import cli, settings_options
+from .common import cli, existing_database, settings_options
 
 
 def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -55,6 +55,8 @@ def figures(settings: Settings, date_from: date | None, date_to: date | None, by
     from ..figures import FiguresQuery, compute, default_range
 
     from adapters import discover
+
+    existing_database(settings)
 
     from ..reference import load_codes
 

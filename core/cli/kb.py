@@ -18,7 +18,7 @@ from ..kb.importer import Checked, check_records, import_checked
 from ..kb.models import ENTRY_TYPES, STATUSES
 from ..kb.store import KbStore
 from ..kb.wire import detect_format, dumps, expand_paths, read_records, write_entries
-from .common import cli, settings_options
+from .common import cli, existing_database, settings_options
 
 FORMAT_CHOICE = click.Choice(["yaml", "json", "jsonl", "csv"])
 
@@ -139,6 +139,7 @@ def kb_import(settings: Settings, paths: tuple[str, ...], replace: bool, skip_in
 def kb_export(settings: Settings, path: str, fmt: str | None, types: tuple[str, ...],
               statuses: tuple[str, ...], matter: str | None) -> None:
     """Write the KB to PATH ('-' for standard output), in a form `kb import` reads back."""
+    existing_database(settings)
     out_fmt = fmt or ("yaml" if path == "-" else detect_format(Path(path)))
 
     async def run() -> list[dict]:
@@ -163,6 +164,7 @@ def kb_export(settings: Settings, path: str, fmt: str | None, types: tuple[str, 
 @settings_options
 def kb_history(settings: Settings, entry_id: str) -> None:
     """List the revisions of one entry: version, when (Beijing time), action and who."""
+    existing_database(settings)
 
     async def run():
         engine = create_engine(settings.database_url)

@@ -141,7 +141,10 @@ def test_import_with_a_bad_record_imports_nothing(store: Store, mixed_file: Path
     assert "Traceback" not in result.stderr
     assert f"{mixed_file}:line {entry_line(mixed_file, 2)}" in result.stderr
     assert "region" in result.stderr and "nothing was imported" in result.stderr
-    assert store.export() == ""
+    # nothing at all: on the embedded defaults not even a database, which export says
+    exported = store("kb", "export", "-", "--format", "jsonl")
+    assert exported.stdout == "", output(exported)
+    assert exported.returncode == 0 or "no database in" in exported.stderr, output(exported)
 
 
 def test_skip_invalid_imports_the_valid_records(store: Store, mixed_file: Path):
@@ -194,9 +197,23 @@ def test_reimport_needs_replace_and_keeps_revisions(store: Store, tmp_path: Path
 
 
 def test_history_of_an_unknown_entry_is_an_error(store: Store):
+    ok(store("db", "upgrade"))
     result = store("kb", "history", "no-such-entry")
     assert result.returncode == 1, output(result)
     assert "no-such-entry" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reading_commands_refuse_a_data_dir_without_a_database(store: Store, tmp_path):
+    # a mistyped --data-dir: said so, and nothing is created there
+    typo = tmp_path / "typo"
+    for args in (("ask", "你好"), ("kb", "search", "居住证"), ("kb", "history", "x"),
+                 ("kb", "export", "-"), ("figures",)):
+        if store.env.get("BANGBAN_DATABASE_URL"):  # an external database: the data dir is moot
+            break
+        result = run_cli(*args, "--data-dir", typo, env=store.env, cwd=store.cwd)
+        assert result.returncode == 1 and "no database in" in result.stderr, (args, output(result))
+        assert "Traceback" not in result.stderr
+    assert not typo.exists()
 
 
 # -- export / import round trip ---------------------------------------------------------------
