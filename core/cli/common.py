@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 from pathlib import Path
@@ -64,16 +65,41 @@ def export_given_settings() -> None:
 
 
 def existing_database(settings: Settings) -> None:
-    """For commands that only read: refuse a data dir with no database in it, which is far
-    more often a mistyped --data-dir than an empty deployment (they would create it, empty,
-    and answer from nothing)."""
+    """For commands that only read: the database they read must exist.
+
+    In the default data dir (no --data-dir, no BANGBAN_DATA_DIR) a missing one is set up as
+    ``bangban serve`` sets it up on its first run, seed KB included, so ``bangban ask`` and
+    ``bangban eval`` work on a fresh checkout. A data dir that was named but holds no database
+    is far more often a typo than an empty deployment: refused, and nothing is created there.
+    """
     if settings.database.url:
         return
     db = Path(settings.data_dir).resolve() / "bangban.db"
-    if not db.exists():
+    if db.exists():
+        return
+    ctx = click.get_current_context(silent=True)
+    named = (ctx and (ctx.meta.get(GIVEN) or {}).get("BANGBAN_DATA_DIR")) \
+        or os.environ.get("BANGBAN_DATA_DIR")
+    if named:
         raise click.ClickException(
             f"no database in {db.parent} (is --data-dir right? 'bangban kb import' or "
             "'bangban serve' creates one there)")
+    asyncio.run(_first_run(settings))
+    click.echo(f"note: first run: created {db} with the seed knowledge base", err=True)
+
+
+async def _first_run(settings: Settings) -> None:
+    from ..db import create_engine, upgrade
+    from ..kb.seed import load_seed_if_empty
+    from ..kb.store import KbStore
+
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        await load_seed_if_empty(KbStore(engine), settings.kb_seed_dir)
+    finally:
+        await engine.dispose()
 
 
 def make_settings(config_file: Path | None, overrides: dict[str, Any]) -> Settings:

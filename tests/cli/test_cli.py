@@ -203,6 +203,17 @@ def test_history_of_an_unknown_entry_is_an_error(store: Store):
     assert "no-such-entry" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_on_a_fresh_checkout_ask_and_eval_set_up_the_default_data_dir(tmp_path):
+    # no --data-dir, nothing in the environment: ./var is set up as serve's first run does,
+    # seed included, so the README's "Trying the bot" works before the service ever ran
+    result = run_cli("ask", "--json", "居住证签注要什么材料", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert json.loads(result.stdout)["matters"] == ["M03"]
+    assert "first run" in result.stderr and (tmp_path / "var" / "bangban.db").is_file()
+    again = run_cli("ask", "--json", "居住证签注要什么材料", cwd=tmp_path)
+    assert "first run" not in again.stderr  # once
+
+
 def test_reading_commands_refuse_a_data_dir_without_a_database(store: Store, tmp_path):
     # a mistyped --data-dir: said so, and nothing is created there
     typo = tmp_path / "typo"
