@@ -26,7 +26,7 @@ import re
 import unicodedata
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 from urllib.parse import quote
 
@@ -231,10 +231,7 @@ _META = [attachments.c[n] for n in StoredAttachment.__slots__]
 
 
 def _meta(row) -> StoredAttachment:
-    values = {n: row[n] for n in StoredAttachment.__slots__}
-    if values["created_at"].tzinfo is None:  # SQLite hands back naive UTC
-        values["created_at"] = values["created_at"].replace(tzinfo=UTC)
-    return StoredAttachment(**values)
+    return StoredAttachment(**{n: row[n] for n in StoredAttachment.__slots__})
 
 
 class AttachmentStore:

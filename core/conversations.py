@@ -71,11 +71,6 @@ class StoredMessage:
 HISTORY_PAGE = 200
 
 
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; we only ever store UTC
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 class ConversationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -112,7 +107,7 @@ class ConversationStore:
             )).mappings().first()
             if row is not None:
                 conv = Conversation(**{k: row[k] for k in Conversation.__slots__})
-                idle = now - _aware(conv.last_at)
+                idle = now - conv.last_at
                 if conv.status != "bot" or idle < IDLE_TIMEOUT:
                     return conv
                 await conn.execute(update(conversations).where(conversations.c.id == conv.id)

@@ -146,10 +146,6 @@ def left_message(state: str, meta: dict[str, Any] | None) -> bool:
     return state == "message" or bool((meta or {}).get("left_message"))
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 async def _response_times(conn: AsyncConnection, fq: FiguresQuery
                           ) -> dict[Any, dict[str, Any]]:
     """Per key: live first-response durations (s), never-answered and 留言 counts."""
@@ -165,7 +161,7 @@ async def _response_times(conn: AsyncConnection, fq: FiguresQuery
         if left_message(r.state, r.meta):
             group["messages"] += 1
         elif r.first_response_at is not None:
-            waited = _aware(r.first_response_at) - _aware(r.requested_at)
+            waited = r.first_response_at - r.requested_at
             group["durations"].append(max(waited.total_seconds(), 0.0))
         elif r.state not in OPEN_STATES:
             group["not_answered"] += 1

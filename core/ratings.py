@@ -41,11 +41,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes for timezone-aware columns; we only ever store UTC
-    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 class RatingInput(BaseModel):
     """One rating as a channel or the workspace hands it in."""
 
@@ -188,9 +183,6 @@ class RatingStore:
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:
-    for k in ("created_at", "updated_at", "due_at", "closed_at"):
-        if k in row:
-            row[k] = _aware(row[k])
     if row.get("resolved") is not None:
         row["resolved"] = bool(row["resolved"])
     return row

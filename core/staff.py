@@ -34,7 +34,7 @@ from .db.schema import staff_sessions, staff_users
 from .errors import Conflict, NotFound
 from .staff_models import (  # re-exported (see __all__): the models' home used to be here
     MAX_DISPLAY_NAME, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, ROLE_LABELS, ROLES, SESSION_TTL,
-    UNIT_ROLES, USERNAME, NewStaffUser, StaffSession, StaffUser, _aware, _TOKEN, check_password,
+    UNIT_ROLES, USERNAME, NewStaffUser, StaffSession, StaffUser, _TOKEN, check_password,
     normalise_username, token_hash, utcnow,
 )
 
@@ -232,7 +232,7 @@ class StaffStore:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        if _aware(row.expires_at) <= self.clock():
+        if row.expires_at <= self.clock():
             async with self.engine.begin() as conn:
                 await conn.execute(delete(staff_sessions).where(staff_sessions.c.id == key))
             return None
@@ -240,8 +240,8 @@ class StaffStore:
                                         for c in _USER_COLUMNS}))
         if not user.active:
             return None
-        return StaffSession(id=row.id, user=user, created_at=_aware(row.created_at),
-                            expires_at=_aware(row.expires_at), csrf_token=row.csrf_token,
+        return StaffSession(id=row.id, user=user, created_at=row.created_at,
+                            expires_at=row.expires_at, csrf_token=row.csrf_token,
                             user_agent=row.user_agent)
 
     async def revoke_session(self, token: str | None) -> bool:
@@ -266,7 +266,7 @@ class StaffStore:
             rows = (await conn.execute(select(staff_sessions.c.expires_at).where(
                 staff_sessions.c.user_id == user_id))).all()
         now = self.clock()
-        return sum(1 for r in rows if _aware(r.expires_at) > now)
+        return sum(1 for r in rows if r.expires_at > now)
 
 
 class _Row:

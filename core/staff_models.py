@@ -41,11 +41,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes for timezone-aware columns; we only ever store UTC
-    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def token_hash(token: str) -> str:
     """What ``staff_sessions.id`` holds for a session token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -189,8 +184,8 @@ class StaffUser(BaseModel):
     def from_row(cls, row: Any) -> StaffUser:
         return cls(id=row.id, username=row.username, display_name=row.display_name,
                    roles=list(row.roles), units=list(row.units), active=bool(row.active),
-                   created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
-                   last_login_at=_aware(row.last_login_at))
+                   created_at=row.created_at, updated_at=row.updated_at,
+                   last_login_at=row.last_login_at)
 
 
 class StaffSession(BaseModel):

@@ -90,10 +90,7 @@ def new_id(prefix: str) -> str:
 
 
 def ticket_dict(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    for k in ("created_at", "updated_at"):
-        out[k] = aware(out[k])
-    return out
+    return dict(row)
 
 
 async def get_ticket(engine: AsyncEngine, ticket_id: str) -> dict[str, Any]:
@@ -201,7 +198,7 @@ def ticket_payload(row: dict[str, Any], dispatch: DispatchConfig) -> dict[str, A
         "conversation_id": row["conversation_id"], "unit": row["unit"],
         "summary": row["summary"], "transcript": row["transcript"],
         "citizen_contact": row["citizen_contact"],
-        "created_at": aware(row["created_at"]).isoformat(),
+        "created_at": row["created_at"].isoformat(),
         "callback_url": dispatch.callback_url,
     }
 

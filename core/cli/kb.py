@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from datetime import UTC
 from pathlib import Path
 
 import click
@@ -182,8 +181,7 @@ def kb_history(settings: Settings, entry_id: str) -> None:
             k for k in set(rev.before or {}) | set(rev.after or {})
             if (rev.before or {}).get(k) != (rev.after or {}).get(k)
         )
-        # Beijing time, as the console shows it (stored in UTC)
-        at = (rev.at if rev.at.tzinfo else rev.at.replace(tzinfo=UTC)).astimezone(SHANGHAI)
+        at = rev.at.astimezone(SHANGHAI)  # Beijing time, as the console shows it
         click.echo(f"v{rev.version}  {at:%Y-%m-%d %H:%M:%S}+08:00  {rev.action:<7} {rev.actor}"
                    + (f"  [{', '.join(changed)}]" if rev.action == "update" else "")
                    + (f"  {rev.note}" if rev.note else ""))

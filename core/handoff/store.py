@@ -26,11 +26,6 @@ RESOLUTIONS = ("resolved", "unresolved", "dispatched", "transferred", "no_reply"
                "overflowed")
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; we only ever store UTC
-    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -65,8 +60,6 @@ class Handoff:
     @classmethod
     def from_row(cls, row: Any) -> Handoff:
         data = {k: row[k] for k in cls.__slots__}
-        for k in ("requested_at", "assigned_at", "first_response_at", "closed_at"):
-            data[k] = _aware(data[k])
         data["sla_breached"] = bool(data["sla_breached"])
         data["meta"] = dict(data["meta"] or {})
         return cls(**data)
