@@ -240,11 +240,13 @@ class Unit(BaseModel):
     def is_open(self, at: datetime) -> bool:
         return self.hours.is_open(at)
 
+    def opens_text(self, at: datetime) -> str:
+        """When the unit next opens after ``at``, as a citizen is told it (明天9:00)."""
+        return format_opening(self.hours.next_opening(at), at.astimezone(self.hours.zone))
+
     def closed_message(self, at: datetime) -> str:
-        opening = self.hours.next_opening(at)
         return self.closed_message_template.format(
-            unit=self.name, hours=self.hours.describe(),
-            next_opening=format_opening(opening, at.astimezone(self.hours.zone)))
+            unit=self.name, hours=self.hours.describe(), next_opening=self.opens_text(at))
 
 
 class Units(Mapping[str, Unit]):

@@ -100,7 +100,8 @@ def portal(adapter: WebAdapter):
         snap = _snapshot(adapter)
         names = matter_names()
 
-        def matters(codes: tuple[str, ...]) -> str:
+        def matters(anchor: str, heading: str, codes: tuple[str, ...]) -> str:
+            """A section of popular matters, each linked to its guide when the KB has one."""
             items = []
             for code in codes:
                 if code not in names:
@@ -109,25 +110,17 @@ def portal(adapter: WebAdapter):
                 label = _e(names[code])
                 link = f'<a href="/kb/{_e(guide.id)}">{label}</a>' if guide else label
                 items.append(f"    <li>{link}</li>")
-            return "\n".join(items)
+            return (f'<section id="{anchor}" aria-labelledby="{anchor}-title">\n'
+                    f'  <h2 id="{anchor}-title">{heading} · 热门事项</h2>\n'
+                    f'  <ul class="bb-matters">\n' + "\n".join(items) + "\n  </ul>\n</section>")
 
         # one line per sentence: a line break between Chinese characters renders as a space
         main = f"""<section class="bb-hero" aria-labelledby="hero-title">
   <h1 id="hero-title">一网通办 · 便民服务</h1>
   <p>线上办事遇到问题？点击右下角“小申”，智能客服7×24小时为您解答；工作日工作时间可转线上人工帮办。</p>
 </section>
-<section id="personal" aria-labelledby="personal-title">
-  <h2 id="personal-title">个人服务 · 热门事项</h2>
-  <ul class="bb-matters">
-{matters(PERSONAL)}
-  </ul>
-</section>
-<section id="business" aria-labelledby="business-title">
-  <h2 id="business-title">法人服务 · 热门事项</h2>
-  <ul class="bb-matters">
-{matters(BUSINESS)}
-  </ul>
-</section>
+{matters("personal", "个人服务", PERSONAL)}
+{matters("business", "法人服务", BUSINESS)}
 <section id="help" aria-labelledby="help-title">
   <h2 id="help-title">办事帮助</h2>
   <ul class="bb-help">

@@ -25,7 +25,7 @@ from ..bus import Events
 from ..conversations import Conversation
 from ..dialog.bot import HOTLINE_LINK, BotReply, Context
 from ..dialog.models import Inbound, Outbound, QueueStatus, QuickReply
-from ..hours import Units, format_opening
+from ..hours import Units
 from ..notify import Notifier
 from ..queue import Queue
 from ..reference import Matters, load_matters
@@ -122,9 +122,8 @@ class HandoffService(Sweeper):
         if state == "message" and not self.answers_later(conv.channel):
             # a 留言 would be cancelled when this person walks away from the kiosk: say when
             # to come back and where help is now, instead of promising an answer that never comes
-            opening = format_opening(u.hours.next_opening(now), now.astimezone(u.hours.zone))
             return [BotReply("handoff", f"{u.name}线上人工帮办的服务时间为{u.hours.describe()}，"
-                             f"现在不在服务时间，将于{opening}起恢复。自助终端无法接收之后的答复，"
+                             f"现在不在服务时间，将于{u.opens_text(now)}起恢复。自助终端无法接收之后的答复，"
                              "您可以届时再来，或在“随申办”APP留言，也可以拨打12345市民服务热线"
                              "（7×24小时）。", links=[HOTLINE_LINK])]
         h = await self.store.open(
@@ -224,7 +223,7 @@ class HandoffService(Sweeper):
         at = self.now()
         if u.is_open(at):  # opened since the 留言 began: it is already on the board
             return "将尽快"
-        return f"将于{format_opening(u.hours.next_opening(at), at.astimezone(u.hours.zone))}起"
+        return f"将于{u.opens_text(at)}起"
 
     async def left_message(self, h: Handoff) -> bool:
         """Whether the citizen has written anything in this 留言 yet."""
