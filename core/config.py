@@ -131,6 +131,9 @@ class BotSettings(_Section):
     length_reference: int = Field(18, ge=1)
     midpoint_range: tuple[float, float] = (0.18, 0.42)
     answer_confidence: float = Field(0.5, ge=0, le=1)
+    #: below answer_confidence but at least this sure, and the best three candidates all of
+    #: one matter: the bot offers them (clarify) instead of giving up (1: never)
+    suggest_confidence: float = Field(0.3, ge=0, le=1)
     #: taken from the score when the best match is an answer's text on a word that no KB
     #: question uses ("护照" mentioned in passing): the KB mentions it, it does not answer it
     answer_only_penalty: float = Field(0.1, ge=0)

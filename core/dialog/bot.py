@@ -239,8 +239,16 @@ class Bot:
                 # the best reading is "I want a person", only less sure ("能不能安排个工作人员
                 # 一步一步教我"), and the KB has nothing: a person is what helps
                 return self._handoff(ctx, AnswerMeta(intent=intent.label))
+            topic = snap.outside(text, "")
+            if topic is None and conf >= p.suggest_confidence and len(hits) >= 3 and set(
+                hits[0].matters
+            ).intersection(*(set(h.matters) for h in hits[1:3])):
+                # not sure which question it is, but the best three are all one matter's
+                # ("发飘票种合定网上怎么提交"): offering them helps more than giving up, and on
+                # the question sets it never offered them for a question no matter covers
+                return self._clarify(hits[:3], ctx, meta, snap, unsure=True)
             # say which service it is, when it is a known one
-            return self._fallback(ctx, meta, hits, snap, topic=snap.outside(text, ""))
+            return self._fallback(ctx, meta, hits, snap, topic=topic)
         outside = snap.outside(text, "")
         mentioned = outside is not None and snap.outside(text, hits[0].entry_id) is None
         if outside is not None and not (mentioned and not hits[0].matters) \
@@ -306,19 +314,24 @@ class Bot:
         return BotReply("answer", text, html=html, quick_replies=list(RESOLVED), links=links,
                         meta=meta, rate=True)
 
-    def _clarify(self, hits: list[Hit], ctx: Context, meta: AnswerMeta, snap: Snapshot
-                 ) -> BotReply:
+    def _clarify(self, hits: list[Hit], ctx: Context, meta: AnswerMeta, snap: Snapshot,
+                 *, unsure: bool = False) -> BotReply:
+        """The candidates as choices: close ones of different matters, or (``unsure``) the
+        best three of one matter when none is sure enough to answer; then, as a fallback
+        would, the way to a person is offered too."""
         ctx.suggestions = [h.entry_id for h in hits]
         labels = [snap.entries[h.entry_id].display_title for h in hits]
         # the matters of the best guess, so `ask --json` and eval read one answer's matters
         meta = meta.model_copy(update={"suggestions": ctx.suggestions, "matters": hits[0].matters,
                                        "entry_id": hits[0].entry_id,
                                        "entry_type": hits[0].type})
-        return BotReply(
-            "clarify", "您想问的是以下哪一个问题？",
-            quick_replies=[QuickReply(label=label[:60], payload=f"pick:{h.entry_id}")
-                           for label, h in zip(labels, hits, strict=True)],
-            meta=meta)
+        choices = [QuickReply(label=label[:60], payload=f"pick:{h.entry_id}")
+                   for label, h in zip(labels, hits, strict=True)]
+        if unsure:
+            return BotReply("clarify", "小申不太确定您问的是哪一个，请选择；都不是的话，"
+                            "可以换个说法再问，或转线上人工帮办。",
+                            quick_replies=[*choices, HUMAN_REPLY], meta=meta)
+        return BotReply("clarify", "您想问的是以下哪一个问题？", quick_replies=choices, meta=meta)
 
     def _fallback(self, ctx: Context, meta: AnswerMeta, hits: list[Hit], snap: Snapshot,
                   topic: str | None = None) -> BotReply:

@@ -80,8 +80,9 @@ class Licences:
     EVERYDAY = frozenset("公司 企业 单位 个人 我们 我的 本人 上海 本市 外地 电子 纸质 原来 现在 "
                          "这个 那个 相关 有关 所需 需要 申请 办理 开具 领取 补办 换领 怎么 如何 "
                          "什么 哪里 可以 请问 你好 一下".split())
-    #: a word ending in one of these is a verb phrase (能办, 想开, 要领), not part of a name
-    VERB_ENDS = frozenset("办开领考拿要个的了")
+    #: a word ending in one of these is a verb phrase (能办, 想开, 要领, 提交, 能先, 取得), not
+    #: part of a name
+    VERB_ENDS = frozenset("办开领考拿要个的了交先再还也就都得到")
 
     def __init__(self, known: Iterable[str], cut: Callable[[str], list[str]]) -> None:
         self._known = "\n".join(known)
@@ -96,12 +97,16 @@ class Licences:
             head = next((h for h in self.HEADS if word.endswith(h)), None)
             if head is None or not cjk(word):
                 continue
-            name = word
-            for before in reversed(words[max(0, i - 4):i]):
+            name, ours = word, False
+            for n, before in enumerate(reversed(words[max(0, i - 4):i]), 1):
                 if not (cjk(before) and len(before) >= 2
                         and before not in self.EVERYDAY and before[-1] not in self.VERB_ENDS):
                     break
                 name = before + name
-            if len(name) - len(head) >= 2 and name not in self._known:
+                # "…能先提交食品经营许可申请": a name the KB knows, of two words or more before
+                # 许可, is ours whatever words come before it; one word is too little to tell
+                # (经营许可证 is in 药品经营许可证 and in ours alike)
+                ours = ours or (n >= 2 and name in self._known)
+            if not ours and len(name) - len(head) >= 2 and name not in self._known:
                 return name
         return None

@@ -16,6 +16,7 @@ from functools import cache, cached_property, lru_cache
 from pathlib import Path
 
 import jieba
+import opencc
 import yaml
 
 # jieba logs its dictionary loading at DEBUG through a handler of its own; keep it quiet
@@ -36,7 +37,7 @@ STOPWORDS = frozenset(
     "我 我们 你 你们 您 他 她 它 这 那 这个 那个 就 都 也 还 又 是 在 和 与 及 或 把 被 给 让 "
     "想 想要 要 能 可以 能不能 可不可以 会 该 应该 得 着 过 个 些 一 有 没 没有 "
     "怎么 怎么样 怎样 如何 啥 什么 咋 哪 哪些 吗 么 呢 嘛 那 那么 那要 那我 还有 另外 然后 这样 "
-    "的话 一般".split()
+    "的话 一般 到底 究竟".split()
 )
 _NUMBERED = re.compile(r"^\s*(?:第)?\s*([1-9]|[一二三四五六七八九])\s*(?:个|条|项|种)?\s*[。.!！]?\s*$")
 _CN_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九", 1)}
@@ -52,9 +53,19 @@ def check_patterns(patterns: str | list[str]) -> str | list[str]:
     return patterns
 
 
+#: traditional → simplified characters, phrase-aware (乾隆 stays, 乾燥 → 干燥): citizens from Hong
+#: Kong, Macao and Taiwan, and phones set to traditional input, ask "居住證簽注要不要收費"
+_TO_SIMPLIFIED = opencc.OpenCC("t2s.json")
+
+
 def normalise(text: str) -> str:
-    """NFKC (full-width → half-width), lower case, collapsed whitespace."""
-    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+    """NFKC (full-width → half-width), simplified characters, lower case, collapsed whitespace.
+
+    Every question and every KB row goes through here, so both sides are read alike."""
+    text = unicodedata.normalize("NFKC", text)
+    if not text.isascii():  # ~3 µs a question; ASCII (pinyin, "2") has nothing to convert
+        text = _TO_SIMPLIFIED.convert(text)
+    return " ".join(text.lower().split())
 
 
 def numbered_choice(text: str) -> int | None:

@@ -97,6 +97,13 @@ def test_a_clear_question_gets_the_official_wording_with_rating_and_guide_link(
     assert 0.5 <= reply.meta.confidence <= 1
 
 
+def test_a_question_in_traditional_characters_is_answered_as_in_simplified(bot):
+    [simplified] = converse(bot, "居住证签注提前多久可以办")
+    [traditional] = converse(bot, "居住證簽注提前多久可以辦？")
+    assert traditional.action == "answer", describe(traditional)
+    assert traditional.meta.entry_id == simplified.meta.entry_id == "M03-faq-01"
+
+
 def test_a_follow_up_without_a_matter_stays_on_the_conversations_matter(bot):
     first, follow_up = converse(bot, "居住证签注怎么办", "那要带什么材料？")
     assert first.action == "answer" and first.meta.matters == ["M03"], describe(first)
@@ -130,6 +137,22 @@ def test_close_candidates_from_different_matters_are_offered_as_three_choices(bo
         assert f"{n}. {q.label}" in shown
     assert reply.meta.suggestions == ids
     assert reply.unanswered is None and not reply.rate
+
+
+def test_unsure_among_one_matters_questions_the_bot_offers_them_and_a_person(snap):
+    question = "网上签注好了卡还要盖章吗"  # too far from any one FAQ to answer outright
+    [reply] = converse(Bot(lambda: snap, BotSettings()), question)
+    assert reply.action == "clarify", describe(reply)
+    assert reply.meta.confidence < BotSettings().answer_confidence
+    picks = [p.removeprefix("pick:") for p in payloads(reply) if p.startswith("pick:")]
+    assert len(picks) == 3 and all(snap.entries[i].matters == ["M03"] for i in picks)
+    assert payloads(reply)[-1] == "human" and "人工" in reply.text
+    assert reply.unanswered is None  # a choice is still to come; 未解决 records it if none fits
+    # on a text-only channel the menu is numbered, the person last
+    assert converse(Bot(lambda: snap, BotSettings()), question, "4")[-1].handoff
+    # a site that prefers the plain fallback turns it off
+    [plain] = converse(Bot(lambda: snap, BotSettings(suggest_confidence=1)), question)
+    assert plain.action == "fallback" and plain.unanswered == "fallback", describe(plain)
 
 
 @pytest.mark.parametrize("choice", ["2", "第二个", "２"])

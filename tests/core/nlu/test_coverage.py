@@ -85,6 +85,9 @@ def test_a_licence_is_unknown_when_the_kb_never_names_it():
     # everyday words and verbs before it are not part of its name
     assert licences.unknown("我们公司想办食品经营许可证") is None
     assert licences.unknown("能办食品经营许可证吗") is None
+    # what comes before a name the KB knows does not make it another licence
+    assert licences.unknown("员工健康证还没下来，能先提交食品经营许可申请吗") is None
+    assert licences.unknown("员工健康证还没下来，能先提交药品经营许可申请吗") == "药品经营许可"
     # a head alone, or with one character before it, names nothing in particular
     assert licences.unknown("那个许可证到期了") is None
     assert licences.unknown("证件和许可") is None
