@@ -13,12 +13,21 @@ import sys
 
 # 18-digit resident ID (last digit may be X) and mainland mobile numbers; the look-arounds keep
 # us from eating into longer digit runs such as order numbers.
-_ID_CARD = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![0-9A-Za-z])")
-_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# People also write them grouped ("139 1234 5678", "139-1234-5678", "310101 19900101 1234"),
+# with the country code glued on ("+8613912345678", "8613912345678"), or in full-width digits
+# from a Chinese IME: the separators and the prefix are kept, the middle is masked.
+_SEP = r"[ \-]?"
+_ID_CARD = re.compile(rf"(?<![0-9A-Za-z])(\d{{6}}{_SEP})\d{{8}}({_SEP}\d{{3}}[\dXx])(?![0-9A-Za-z])",
+                      re.ASCII)
+_MOBILE = re.compile(rf"(?<!\d)((?:\+?86{_SEP})?1[3-9]\d{_SEP})\d{{4}}({_SEP}\d{{4}})(?!\d)", re.ASCII)
+# full-width digits, X, plus and hyphen read as their ASCII forms (NFKC would touch more)
+_HALF_WIDTH = str.maketrans("０１２３４５６７８９Ｘｘ＋－", "0123456789Xx+-")
 
 
 def mask_personal_data(text: str) -> str:
     """Mask ID-card numbers (keep the region prefix and last 4) and mobile numbers (3+4)."""
+    if not text.isascii():
+        text = text.translate(_HALF_WIDTH)
     text = _ID_CARD.sub(lambda m: f"{m.group(1)}********{m.group(2)}", text)
     return _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
 

@@ -23,6 +23,13 @@ MOBILE = "13812345678"
     (f"tel:+86 {MOBILE}", "tel:+86 138****5678"),
     (f"{ID_NUMBER} and {MOBILE}", "110101********1234 and 138****5678"),
     (f"两个号码 {MOBILE}、19987654321", "两个号码 138****5678、199****4321"),
+    # as people write them: grouped, with the country code glued on, or in full-width digits
+    ("手机+86 139 1234 5678", "手机+86 139 **** 5678"),
+    ("手机+8613912345678", "手机+86139****5678"),
+    ("电话 139-1234-5678", "电话 139-****-5678"),
+    ("手机１３９１２３４５６７８", "手机139****5678"),
+    ("身份证 310101 19900101 1234", "身份证 310101 ******** 1234"),
+    ("身份证３１０１０４１９８５１２３１００２Ｘ", "身份证310104********002X"),
 ])
 def test_id_card_and_mobile_numbers_are_masked(text, masked):
     assert mask_personal_data(text) == masked
@@ -38,6 +45,8 @@ def test_id_card_and_mobile_numbers_are_masked(text, masked):
     "编号 1101011990030712345",              # 19 digits
     "旧手机号 12812345678",                  # 12x is not a mobile prefix
     "2024-01-01 09:00:00 耗时 1234 ms",
+    "银行卡 6222 1391 2345 6789",           # grouped in fours, not a mobile's 3-4-4
+    "座机 021-6234-5678",
 ])
 def test_other_numbers_are_left_alone(text):
     assert mask_personal_data(text) == text
