@@ -200,7 +200,7 @@ class AppAdapter(ChannelAdapter):
         quick = isinstance(data, dict) and ("payload" in data or "label" in data)
         msg = validate(QuickReplyMessage if quick else TextMessage, data)
         channel_user = f"{app_id}:{msg.user}"
-        await self.guard.within_rate(channel_user)
+        await self._within_rate(app_id, msg.user, msg.msg_id)
         result = await self.hub.handle(self._inbound(app_id, msg.user, msg.model_dump()))
         self._wake(channel_user)
         return web.json_response({
@@ -208,6 +208,21 @@ class AppAdapter(ChannelAdapter):
             "replies": [self.render(o) for o in result.replies],
             "duplicate": result.duplicate,
         })
+
+    async def _within_rate(self, app_id: str, user: str, msg_id: str | None) -> None:
+        """The user's rate limit, except for a retry of a message already taken: an app that
+        lost the answer on a bad mobile network and sends again must get it, not a 429 (the
+        store is asked only when the limit is hit, so the common path costs nothing more)."""
+        try:
+            await self.guard.within_rate(f"{app_id}:{user}")
+        except ApiError as exc:
+            scoped = self._scoped(app_id, user, msg_id)
+            if exc.status != 429 or not scoped:
+                raise
+            conv = await self.hub.conversations.current(self.name, f"{app_id}:{user}",
+                                                        create=False)
+            if conv is None or await self.hub.conversations.sent_as(conv.id, scoped) is None:
+                raise
 
     @staticmethod
     def _scoped(app_id: str, user: str, msg_id: str | None) -> str | None:
@@ -335,7 +350,7 @@ class AppAdapter(ChannelAdapter):
         app_id, data = await self.guard.authenticate(request, reader=self._read_upload)
         q = validate(UploadQuery, _query(request, UPLOAD_PARAMS), "query")
         channel_user = f"{app_id}:{q.user}"
-        await self.guard.within_rate(channel_user)
+        await self._within_rate(app_id, q.user, q.msg_id)
         conv = await self.hub.conversations.current(self.name, channel_user)
         scoped = self._scoped(app_id, q.user, q.msg_id)
         earlier = scoped and await self.hub.conversations.sent_as(conv.id, scoped)

@@ -342,6 +342,25 @@ async def test_rate_limit_is_429(aiohttp_client, settings, engine, redis):
     await api.send("u2", "你好")  # per user
 
 
+async def test_a_retry_over_the_rate_limit_still_gets_its_answer(aiohttp_client, settings,
+                                                                   engine, redis):
+    app = create_app(with_app_channel(settings, rate_limit={"messages": 2, "window_s": 60}),
+                     adapters={"app": AppAdapter})
+    api = Signed(await aiohttp_client(app))
+    first = await (await api.post({"user": "u1", "text": "个税清单怎么开", "msg_id": "m-1"})).json()
+    await api.send("u1", "谢谢")
+    # the app lost the first answer and sends the same message again: the limit is reached,
+    # but this is no new message, so it is told so (as under the limit) and reads the answer
+    resp = await api.post({"user": "u1", "text": "个税清单怎么开", "msg_id": "m-1"})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["duplicate"] is True
+    history = await api.poll("u1", after=first["seq"])
+    assert history["messages"][0]["text"] == first["replies"][0]["text"]
+    # a new message, or one whose id was never taken, is still refused
+    await refused(await api.post({"user": "u1", "text": "再见", "msg_id": "m-3"}), 429,
+                  "rate_limited")
+
+
 def test_short_keys_are_a_config_error(settings):
     bad = settings.model_copy(update={"channels": {"app": {"apps": {"a": "too-short"}}}})
     with pytest.raises(ConfigError, match=r"channels\.app\.apps\.a"):
