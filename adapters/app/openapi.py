@@ -205,7 +205,7 @@ def _document() -> dict[str, Any]:
             "description": "The file.",
             "headers": {"Content-Disposition": {
                 "description": "`inline`, with the file name.", "schema": {"type": "string"}}},
-            "content": {mime: binary for mime in media_types}}}, "401", "404", "422"),
+            "content": {mime: binary for mime in media_types}}}, "401", "404", "413", "422"),
     }
     return {
         "openapi": "3.1.0",

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from adapters.app import AppAdapter
 from adapters.app.signing import sign_request
@@ -275,6 +276,15 @@ async def test_oversized_body_is_413(api):
     resp = await api.post({"user": "u1", "text": "你好", "pad": "x" * 40_000})
     body = await refused(resp, 413, "body_too_large")
     assert str(32 * 1024) in body["message"]
+
+
+@pytest.mark.parametrize("path", [f"{MESSAGES}?user=u1", "/api/app/v1/attachments/a" + "0" * 23])
+async def test_an_oversized_body_on_a_read_is_413_too(api, path):
+    # the body is signed, so it is read (up to the limit) even on a GET, as OpenAPI documents
+    body = b"x" * 40_000
+    resp = await api.client.get(URL(path, encoded=True), data=body,
+                                headers=api.headers("GET", path, body))
+    await refused(resp, 413, "body_too_large")
 
 
 async def test_a_message_not_sent_as_json_is_415(api, app_client):
