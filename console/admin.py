@@ -28,6 +28,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from redis.exceptions import LockError
 
+from core.bodies import read_form
 from core.appkeys import HUB, SETTINGS
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.staff import (USERNAME, NewStaffUser, StaffUser, check_password,
@@ -43,7 +44,7 @@ from .pages import message_page
 log = logging.getLogger(__name__)
 
 async def _read_form(request: web.Request, model: type[F]) -> F:
-    form = await request.post()
+    form = await read_form(request)
     data = {}
     for name, field in model.model_fields.items():
         values = form.getall(name, [])

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from core.bodies import read_form
 from core.appkeys import ENGINE, HUB, SETTINGS
 from core.security import instance_secret, sign, unsign
 from core.staff import ROLES, StaffSession, StaffStore
@@ -126,7 +127,7 @@ async def _csrf_token_of(request: web.Request) -> str | None:
     if token:
         return token
     if request.content_type in _FORM_TYPES:
-        value = (await request.post()).get(CSRF_FIELD)
+        value = (await read_form(request)).get(CSRF_FIELD)
         return value if isinstance(value, str) else None
     return None
 
@@ -327,7 +328,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/console/login")
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     username = str(form.get("username") or "").strip()[:64]
     password = str(form.get("password") or "")
     next_path = _safe_next(str(form.get("next") or ""))

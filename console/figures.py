@@ -17,10 +17,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapters import discover
 from core.appkeys import ENGINE, SETTINGS
 from core.config import Settings
-from core.errors import Forbidden
-from core.figures import BY, Figures, FiguresQuery, compute, default_range
+from core.errors import Forbidden, ValidationFailed
+from core.figures import BY, Figures, FiguresQuery, compute
 from core.hours import load_units
 from core.reference import load_codes, matter_names
 from core.staff import StaffUser
@@ -43,6 +44,29 @@ def unit_scope(user: StaffUser, asked: list[str]) -> list[str] | None:
     if outside:
         raise Forbidden(f"您只能查看本单位的数据，无权查看：{'、'.join(outside)}。")
     return list(asked) or list(user.units)
+
+
+def check_units(settings: Settings, asked: list[str]) -> None:
+    """Raises ValidationFailed naming a unit code units.yaml does not have: a typo would
+    otherwise be answered with empty figures or an empty list, as if nothing had happened."""
+    known = load_units(settings.handoff.units_file)
+    if unknown := [u for u in asked if u not in known]:
+        raise ValidationFailed(f"未知的单位代码：{unknown[0]}。")
+
+
+def check_channels(asked: list[str]) -> None:
+    """Raises ValidationFailed naming a channel that is not installed (as `bangban figures
+    --channel` does), with the ones that are."""
+    known = _channels()
+    if unknown := [c for c in asked if c not in known]:
+        raise ValidationFailed(f"未知的渠道：{unknown[0]}；可选：{'、'.join(sorted(known))}。")
+
+
+@cache
+def _channels() -> frozenset[str]:
+    # installed rather than enabled: a channel switched off since still has its figures; read
+    # once per process, as installing an adapter needs a restart anyway
+    return frozenset(discover())
 
 
 class FiguresParams(BaseModel):
@@ -133,19 +157,18 @@ async def get_figures(request: web.Request) -> web.Response:
         params = FiguresParams.parse(request.query)
     except ValidationError as exc:
         return _error(400, "invalid", _problem(exc))
-    known = set(load_units(settings.handoff.units_file))
-    unknown = [u for u in params.unit if u not in known]
-    if unknown:
-        return _error(400, "invalid", f"未知的单位代码：{unknown[0]}。")
+    try:
+        check_units(settings, params.unit)
+        check_channels(params.channel)
+    except ValidationFailed as exc:
+        return _error(400, "invalid", str(exc))
     try:
         units = unit_scope(staff_session(request).user, params.unit)
     except Forbidden as exc:
         return _error(403, exc.code, str(exc))
-    until = params.date_to or default_range()[1]
-    since = params.date_from or default_range(until)[0]  # the 7 days up to ``to``
-    try:
-        query = FiguresQuery(since=since, until=until, by=params.by, units=units,
-                             channels=params.channel or None)
+    try:  # no ``to``: today; no ``from``: the 7 days up to ``to``
+        query = FiguresQuery(since=params.date_from, until=params.date_to, by=params.by,
+                             units=units, channels=params.channel or None)
     except ValidationError as exc:
         return _error(400, "invalid", _problem(exc))
     figures: Figures = await compute(request.config_dict[ENGINE], query)
@@ -160,4 +183,4 @@ def mount(app: web.Application) -> None:
     app.router.add_get("/console/api/figures", get_figures)
 
 
-__all__ = ["mount", "unit_scope", "label", "FiguresParams"]
+__all__ = ["mount", "unit_scope", "check_units", "check_channels", "label", "FiguresParams"]

@@ -9,6 +9,7 @@ import logging
 from aiohttp import BodyPartReader, web
 
 from core.attachments import TooLarge, UnsupportedType, check, collect, response_headers
+from core.bodies import first_part
 from core.errors import Forbidden, NotFound, ValidationFailed
 
 from .workspace import API, HID, api, attachments_of, desk_of, holding, user_of
@@ -30,11 +31,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None \
             and request.content_length > store.limits.of(None) + 16 * 1024:
         return _too_large(store.limits.of(None), None)
-    part = None
-    if request.content_type.startswith("multipart/form-data"):
-        reader = await request.multipart()
-        part = await reader.next()
-    if not isinstance(part, BodyPartReader) or part.name != "file":
+    part = await first_part(request)  # MalformedBody (400) if it cannot be parsed
+    if part is None or part.name != "file":
         raise ValidationFailed("请选择要发送的图片或语音", [("upload", "file", "missing")])
     try:
         data = await collect(_chunks(part), store.limits)

@@ -2,7 +2,7 @@
 
 Resources start in order and stop in reverse through ``cleanup_ctx``: Redis (embedded or
 external), then the database (migrated, seed KB loaded when empty). Channel adapters and the
-staff console plug in after these.
+staff console plug in after these. Errors become responses in ``error_middleware``.
 """
 
 from __future__ import annotations

@@ -57,6 +57,13 @@ class ImportFailed(ValidationFailed):
     code = "import_failed"
 
 
+class MalformedBody(BangbanError):
+    """A request body that is not what its Content-Type says (not UTF-8, a broken multipart):
+    the client's fault, answered 400 with the reason (core.app.error_middleware)."""
+
+    code = "bad_request"
+
+
 #: the HTTP status of each refusal (the first class that matches; anything else 400)
 _HTTP_STATUS = ((NotFound, 404), (Forbidden, 403), (Conflict, 409), (ValidationFailed, 422))
 

@@ -30,14 +30,15 @@ from sqlalchemy import and_, case, distinct, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .db.schema import conversations, handoffs, ratings, tickets
-from .figures_models import (BOT_TARGET, BY, DISPATCH_TARGET, FIRST_RESPONSE_TARGET_S, HUMAN_TARGET,
-                             MAX_DAYS, NOTES, OPEN_STATES, SHANGHAI, By, Counts, Figures,
-                             FiguresQuery, FirstResponse, Group, Rate, Targets)
+from .figures_models import (BOT_TARGET, BY, DISPATCH_TARGET, FIRST_DAY, FIRST_RESPONSE_TARGET_S,
+                             HUMAN_TARGET, LAST_DAY, MAX_DAYS, NOTES, OPEN_STATES, SHANGHAI, By,
+                             Counts, Figures, FiguresQuery, FirstResponse, Group, Rate, Targets,
+                             default_range)
 
-__all__ = ["BOT_TARGET", "BY", "DISPATCH_TARGET", "FIRST_RESPONSE_TARGET_S", "HUMAN_TARGET",
-           "MAX_DAYS", "NOTES", "OPEN_STATES", "SHANGHAI", "By", "Counts", "Figures",
-           "FiguresQuery", "FirstResponse", "Group", "Rate", "Targets", "compute",
-           "default_range", "day_start", "left_message", "percentile", "rating_rates"]
+__all__ = ["BOT_TARGET", "BY", "DISPATCH_TARGET", "FIRST_DAY", "FIRST_RESPONSE_TARGET_S",
+           "HUMAN_TARGET", "LAST_DAY", "MAX_DAYS", "NOTES", "OPEN_STATES", "SHANGHAI", "By",
+           "Counts", "Figures", "FiguresQuery", "FirstResponse", "Group", "Rate", "Targets",
+           "compute", "default_range", "day_start", "left_message", "percentile", "rating_rates"]
 
 
 # -- the SQL ----------------------------------------------------------------------------------
@@ -284,10 +285,3 @@ async def compute(engine: AsyncEngine, fq: FiguresQuery, *, now: datetime | None
     return Figures(date_from=fq.since, date_to=fq.until, by=fq.by, units=fq.units,
                    channels=fq.channels, generated_at=now or datetime.now(UTC),
                    overall=overall, groups=groups)
-
-
-def default_range(today: date | None = None, days: int = 7) -> tuple[date, date]:
-    """The last ``days`` Beijing days, today included."""
-    today = today or datetime.now(SHANGHAI).date()
-    return today - timedelta(days - 1), today
-

@@ -7,16 +7,21 @@ so ``from core.figures import Figures`` keeps working.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 By = Literal["day", "unit", "matter", "channel"]
 BY: tuple[str, ...] = ("day", "unit", "matter", "channel")
 #: the longest range one query may cover
 MAX_DAYS = 366
+#: the days a query may name: the help desk has no data outside them, and a day at the edge of
+#: Python's calendar (0001-01-01, 9999-12-31) has no UTC start or end to compute with
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+#: the range when none is given: the last 7 Beijing days
+DEFAULT_DAYS = 7
 #: segment states that are still someone's work (no outcome yet)
 OPEN_STATES = ("waiting", "message", "assigned")
 
@@ -42,8 +47,17 @@ NOTES = {
 }
 
 
+def default_range(today: date | None = None, days: int = DEFAULT_DAYS) -> tuple[date, date]:
+    """The last ``days`` Beijing days, today included."""
+    today = today or datetime.now(SHANGHAI).date()
+    return today - timedelta(days - 1), today
+
+
 class FiguresQuery(BaseModel):
-    """What to compute: a range of Beijing days (both inclusive), a grouping, optional filters."""
+    """What to compute: a range of Beijing days (both inclusive), a grouping, optional filters.
+
+    ``until`` defaults to today and ``since`` to the 7 days up to ``until``, here rather than in
+    the API and the CLI, so both bound the days the same way before any date arithmetic."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +67,27 @@ class FiguresQuery(BaseModel):
     #: None: every unit; a list (possibly a supervisor's own) restricts everything to those units
     units: list[str] | None = None
     channels: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_range(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("until") is None:
+            data["until"] = default_range()[1]
+        until = data["until"]
+        if data.get("since") is None and isinstance(until, date):
+            # a day before FIRST_DAY is refused below; subtracting from it could overflow
+            data["since"] = default_range(until)[0] if until >= FIRST_DAY else until
+        return data
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_bounds(cls, v: date) -> date:
+        if not FIRST_DAY <= v <= LAST_DAY:
+            raise ValueError(f"日期须在 {FIRST_DAY} 至 {LAST_DAY} 之间。")
+        return v
 
     @model_validator(mode="after")
     def _range(self) -> FiguresQuery:

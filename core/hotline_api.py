@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from console.auth import login_required, staff_session
-from console.figures import unit_scope
+from console.figures import check_units, unit_scope
 
 from .appkeys import ENGINE, HUB, REDIS, SETTINGS
 from .bodies import read_limited
@@ -270,7 +270,11 @@ def _limit(request: web.Request) -> int:
 
 
 def _units_asked(request: web.Request) -> list[str] | None:
-    return unit_scope(staff_session(request).user, request.query.getall("unit", []))
+    """The units of the request's ``unit`` filter the user may see; an unknown code is a
+    ValidationFailed naming it (an admin's typo was answered with an empty list)."""
+    asked = request.query.getall("unit", [])
+    check_units(request.config_dict[SETTINGS], asked)
+    return unit_scope(staff_session(request).user, asked)
 
 
 def _refusal(exc: Exception) -> web.Response:

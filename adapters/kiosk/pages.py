@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from core.bodies import read_form
 from core.dialog.bot import answer_body
 from core.reference import department_name, matter_names
 from core.routing import department_menu
@@ -185,7 +186,7 @@ def register(adapter: KioskAdapter):
             return forbidden("注册请求来源不正确。")
         if not await adapter.devices.allow_attempt(request):
             return _register_form("", "尝试次数过多，请一分钟后再试。", status=429)
-        form = await request.post()
+        form = await read_form(request)
         device, key = str(form.get("device", "")).strip(), str(form.get("key", ""))
         if not (DEVICE_ID.match(device) and adapter.devices.check_key(device, key)):
             log.warning("kiosk: a registration with a wrong device id or key was refused")

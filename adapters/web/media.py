@@ -28,7 +28,8 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, hdrs, web
 
 from core.attachments import TooLarge, UnsupportedType, collect, response_headers
-from core.errors import NotFound
+from core.bodies import first_part
+from core.errors import MalformedBody, NotFound
 
 if TYPE_CHECKING:
     from .adapter import WebAdapter
@@ -113,10 +114,10 @@ class Media:
         if not await self.adapter.allow_message(uid):
             return _refuse(429, "rate_limited", "发送太频繁，请稍后再试", cors)
         try:
-            part = await self._file_part(request)
-        except ValueError:
-            part = None
-        if part is None:
+            part = await first_part(request)
+        except MalformedBody as exc:  # answered here, with the CORS headers an embedder needs
+            return _refuse(400, "malformed", str(exc), cors)
+        if part is None or part.name != "file":
             return _refuse(400, "malformed", "请通过“发送图片或语音”按钮选择文件", cors)
         try:
             data = await collect(_chunks(part), store.limits)
@@ -133,17 +134,6 @@ class Media:
         return web.json_response(
             {"id": meta.id, "attachment": self.adapter.render_attachment(meta.to_attachment())},
             status=201, headers=cors)
-
-    @staticmethod
-    async def _file_part(request: web.Request) -> BodyPartReader | None:
-        """The multipart body's ``file`` part (the first part: the widget sends nothing else)."""
-        if not request.content_type.startswith("multipart/form-data"):
-            return None
-        reader = await request.multipart()
-        part = await reader.next()
-        if not isinstance(part, BodyPartReader) or part.name != "file":
-            return None
-        return part
 
     # -- download -------------------------------------------------------------------------------
     async def download(self, request: web.Request) -> web.Response:

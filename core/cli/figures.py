@@ -52,7 +52,7 @@ def figures(settings: Settings, date_from: date | None, date_to: date | None, by
 
     from ..db import create_engine
     from ..errors import ValidationFailed
-    from ..figures import FiguresQuery, compute, default_range
+    from ..figures import FiguresQuery, compute
 
     from adapters import discover
 
@@ -66,10 +66,8 @@ def figures(settings: Settings, date_from: date | None, date_to: date | None, by
         if unknown := [x for x in given if x not in known]:
             raise click.BadParameter(f"{', '.join(unknown)} (known: {', '.join(sorted(known))})",
                                      param_hint=option)
-    until = date_to or default_range()[1]
-    since = date_from or default_range(until)[0]
-    try:
-        query = FiguresQuery(since=since, until=until, by=by, units=list(units) or None,
+    try:  # no --to: today; no --from: the 7 days up to --to
+        query = FiguresQuery(since=date_from, until=date_to, by=by, units=list(units) or None,
                              channels=list(channels) or None)
     except ValidationError as exc:
         raise ValidationFailed(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
@@ -85,7 +83,8 @@ def figures(settings: Settings, date_from: date | None, date_to: date | None, by
     if as_json:
         click.echo(json.dumps(result.model_dump(mode="json", by_alias=True), ensure_ascii=False))
         return
-    click.echo(f"{since} .. {until}, by {by}" + (f", units {','.join(units)}" if units else "")
+    click.echo(f"{query.since} .. {query.until}, by {by}"
+               + (f", units {','.join(units)}" if units else "")
                + (f", channels {','.join(channels)}" if channels else ""))
     click.echo(f"{by:<16} {'bot':>9} {'human':>9} {'closed':>9} {'p50':>7} {'p90':>7} "
                f"{'<=60s':>9} {'dispatch':>9} {'help':>6} {'convs':>6}")

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from console.admin import LAST_ADMIN, SELF_DEMOTE, SELF_DISABLE, lockout_problem
 from core.staff import StaffStore, StaffUser
+from tests.core.test_app import MALFORMED_FORMS, refused_cleanly
 
 from .test_auth import PASSWORD, login, page_csrf
 
@@ -419,6 +420,21 @@ def test_the_last_active_admin_is_kept_whoever_asks():
     assert lockout_problem(accounts, "a", old, active=True, roles=["admin"]) is None
     # demoting oneself is fine while another admin is active — but the page still refuses it
     assert lockout_problem(accounts, "a", old, active=False, roles=["admin"]) is None
+
+
+async def test_a_form_that_cannot_be_read_is_400_and_changes_nothing(console, users, caplog):
+    csrf = await as_admin(console)
+    for path in (f"{BASE}/wangwu/roles", f"{BASE}/wangwu/password", NEW):
+        for content_type, body in MALFORMED_FORMS:
+            caplog.clear()
+            resp = await console.post(path, data=body, allow_redirects=False,
+                                      headers={"Content-Type": content_type,
+                                               "X-CSRF-Token": csrf})
+            await refused_cleanly(resp, caplog)
+    wang = await users.get_user("wangwu")
+    assert (wang.roles, wang.units) == (["agent", "supervisor"], ["hrss"])
+    assert await users.authenticate("wangwu", PASSWORD) is not None
+    assert len(await users.list_users()) == 3
 
 
 # -- safety and records -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from console import login_required, staff_session
 from console.auth import COOKIE, LOGIN_COOKIE, LOGIN_MAX_FAILURES
 from core.staff import StaffStore
+from tests.core.test_app import MALFORMED_FORMS, refused_cleanly
 
 PASSWORD = "correct horse battery"
 HIDDEN_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -207,6 +208,31 @@ async def test_login_form_without_its_token_is_refused(console, users):
                                 data={"username": "zhangsan", "password": PASSWORD,
                                       "csrf_token": "made-up.token"})
     assert forged.status == 403 and session_cookie(console) is None
+
+
+async def test_a_login_body_that_cannot_be_read_is_400_without_a_traceback(console, users,
+                                                                           caplog):
+    # the login form needs no session: anyone could fill the log with 500s' tracebacks
+    await login_form_token(console)  # a browser that has the page and its cookie
+    for content_type, body in MALFORMED_FORMS:
+        caplog.clear()
+        resp = await console.post("/console/login", data=body, allow_redirects=False,
+                                  headers={"Content-Type": content_type})
+        await refused_cleanly(resp, caplog)
+        assert session_cookie(console) is None
+    assert (await login(console, "zhangsan")).status == 303  # the form itself still works
+
+
+async def test_a_form_carrying_the_csrf_token_that_cannot_be_read_is_400(console, users,
+                                                                         caplog):
+    # without the header the token is looked for in the form, which must be read first
+    await login(console, "zhangsan")
+    for content_type, body in MALFORMED_FORMS:
+        caplog.clear()
+        resp = await console.post("/console/logout", data=body, allow_redirects=False,
+                                  headers={"Content-Type": content_type})
+        await refused_cleanly(resp, caplog)
+    assert (await console.get("/console/", allow_redirects=False)).status == 200  # still in
 
 
 # -- pages and the API without a session ------------------------------------------------------

@@ -137,7 +137,14 @@ BAD = [
     (f"{RANGE}&by=week", "by 只能是"),
     (f"{RANGE}&unit=nowhere", "未知的单位代码：nowhere"),
     (f"{RANGE}&channel=Web!", "渠道名称无效"),
+    (f"{RANGE}&channel=nosuch", "未知的渠道：nosuch；可选：alipay、app、kiosk、web、wechat"),
+    (f"{RANGE}&channel=web&channel=wechta", "未知的渠道：wechta"),
     (f"{RANGE}&group=unit", "不支持的参数 group"),
+    # days at the edge of the calendar have no UTC start to compute with: 500 before
+    ("to=9999-12-31", "日期须在 2000-01-01 至 2100-12-31 之间"),
+    ("from=0001-01-01&to=0001-01-02", "日期须在 2000-01-01 至 2100-12-31 之间"),
+    ("to=0001-01-03", "日期须在 2000-01-01 至 2100-12-31 之间"),
+    ("from=2100-12-31&to=2101-01-01", "日期须在 2000-01-01 至 2100-12-31 之间"),
 ]
 
 

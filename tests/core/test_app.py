@@ -1,6 +1,9 @@
-"""What the application answers outside any channel: its icon and addresses that do not exist."""
+"""What the application answers outside any channel: its icon, addresses that do not exist and
+form bodies it cannot read."""
 
 from __future__ import annotations
+
+import logging
 
 
 async def test_the_site_icon_is_served(client):
@@ -31,3 +34,47 @@ async def test_an_api_address_that_does_not_exist_answers_in_json(client):
     resp = await client.put("/api/openapi.json")
     assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
     assert "GET" in resp.headers["Allow"]
+
+
+# -- form bodies that cannot be parsed (QA pass 3, D1) ------------------------------------------
+
+#: bodies no form handler can read: not UTF-8, a multipart without its boundary, a part header
+#: that is not one, a charset that does not exist
+MALFORMED_FORMS = [
+    ("application/x-www-form-urlencoded", b"username=\xff\xfe&password=x"),
+    ("multipart/form-data; boundary=zz", b"garbage"),
+    ("multipart/form-data; boundary=zz", b"--zz\r\nnot a header\r\n\r\nx\r\n--zz--\r\n"),
+    ("application/x-www-form-urlencoded; charset=no-such-charset", b"username=x"),
+]
+
+
+async def refused_cleanly(resp, caplog) -> None:
+    """A malformed body is 400 with a reason in Chinese, and leaves no traceback in the log."""
+    assert resp.status == 400, await resp.text()
+    body = await resp.json()
+    assert body["error"] == "bad_request" and "无法解析" in body["message"], body
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
+
+
+async def test_a_form_that_cannot_be_parsed_is_400_without_a_traceback(
+        aiohttp_client, settings, engine, redis, caplog):
+    from aiohttp import web
+
+    from core.app import create_app
+    from core.bodies import read_form
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(dict(await read_form(request)))
+
+    app = create_app(settings, adapters={})
+    app.router.add_post("/test/form", echo)
+    client = await aiohttp_client(app)
+    for content_type, body in MALFORMED_FORMS:
+        caplog.clear()
+        resp = await client.post("/test/form", data=body, headers={"Content-Type": content_type})
+        await refused_cleanly(resp, caplog)
+        assert any(r.levelno == logging.WARNING and "malformed form" in r.getMessage()
+                   for r in caplog.records), content_type
+    resp = await client.post("/test/form", data={"username": "张三"})  # a good form still reads
+    assert resp.status == 200 and await resp.json() == {"username": "张三"}

@@ -259,6 +259,22 @@ def test_queries_are_validated():
     with pytest.raises(ValidationError):
         FiguresQuery(since=MON, until=TUE, by="week")
     assert default_range(TUE) == (TUE - timedelta(days=6), TUE)
+    # no range: the last 7 days; no start: the 7 days up to the end
+    assert (FiguresQuery().since, FiguresQuery().until) == default_range()
+    assert (FiguresQuery(until=TUE).since, FiguresQuery(until=TUE).until) == default_range(TUE)
+
+
+@pytest.mark.parametrize("given", [
+    {"until": date(9999, 12, 31)}, {"since": date(1, 1, 1), "until": date(1, 1, 2)},
+    {"until": date(1, 1, 3)}, {"since": date(1999, 12, 31), "until": date(2000, 1, 1)},
+    {"since": date(2100, 12, 31), "until": date(2101, 1, 1)},
+])
+def test_days_outside_2000_to_2100_are_refused_with_a_reason(given):
+    # before, the edges of the calendar overflowed computing their UTC start (a 500, a traceback)
+    with pytest.raises(ValidationError, match="日期须在 2000-01-01 至 2100-12-31 之间"):
+        FiguresQuery(**given)
+    assert FiguresQuery(since=date(2000, 1, 1), until=date(2000, 1, 1)).days() == [date(2000, 1, 1)]
+    assert FiguresQuery(until=date(2100, 12, 31)).since == date(2100, 12, 25)
 
 
 def test_bangban_figures_prints_the_table_and_the_json(engine, database_url, tmp_path):
@@ -297,6 +313,10 @@ def test_bangban_figures_prints_the_table_and_the_json(engine, database_url, tmp
     assert doc["overall"]["dispatch"]["denominator"] == 7 and len(doc["groups"]) == 2
     bad = run("--from", "2025-09-23", "--to", "2025-09-22")
     assert bad.returncode == 1 and "开始日期晚于结束日期" in bad.stderr
+    for edge in (("--to", "9999-12-31"), ("--from", "0001-01-01", "--to", "0001-01-02")):
+        bad = run(*edge)  # a traceback before
+        assert bad.returncode == 1 and "日期须在 2000-01-01 至 2100-12-31 之间" in bad.stderr
+        assert "Traceback" not in bad.stderr
     # a mistyped unit or channel is named, not answered with a table of zeros
     for option, typo in (("--unit", "hrs"), ("--channel", "wechta")):
         bad = run("--from", "2025-09-22", "--to", "2025-09-23", option, typo)

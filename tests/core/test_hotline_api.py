@@ -345,6 +345,19 @@ async def test_supervisors_list_their_units_tickets_masked(api, engine, staff):
     assert [t["id"] for t in police["tickets"]] == ["t3"]
 
 
+async def test_an_unknown_unit_filter_is_named_not_answered_with_an_empty_list(api, engine,
+                                                                                 staff):
+    await add_ticket(engine, "t1", unit="hrss", status="dead")
+    for user in ("guanli", "banzhang"):  # before, an admin's typo got 200 and nothing
+        await sign_in(api, user)
+        for path in ("/console/api/tickets", "/console/api/tickets/dead"):
+            resp = await api.get(f"{path}?unit=nosuch")
+            body = await resp.json()
+            assert resp.status == 400 and body["message"] == "未知的单位代码：nosuch。", (user, path)
+            resp = await api.get(f"{path}?unit=hrss&unit=hrs")
+            assert resp.status == 400 and "hrs。" in (await resp.json())["message"]
+
+
 async def test_supervisors_read_their_units_dead_letters(api, redis, staff):
     for ticket_id, unit in (("t1", "hrss"), ("t2", "police"), ("t3", "hrss")):
         await redis.rpush(dead_letters_key("bangban:"), json.dumps({

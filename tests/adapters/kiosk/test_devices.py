@@ -11,6 +11,7 @@ from adapters.kiosk import KioskAdapter
 from adapters.kiosk.devices import bootstrap_token
 from core.app import create_app
 from core.errors import ConfigError
+from tests.core.test_app import MALFORMED_FORMS, refused_cleanly
 
 from .conftest import DEVICE, KEY, OTHER, OTHER_KEY, kiosk_settings, register
 
@@ -99,6 +100,18 @@ async def test_terminal_registration_by_bootstrap_url_and_form(make_client, aioh
     assert (await ws.receive_json())["type"] == "hello"
     await ws.close()
 
+
+async def test_a_registration_body_that_cannot_be_read_is_400_without_a_traceback(make_client,
+                                                                                  caplog):
+    # the form needs no registration: anyone could fill the log with 500s' tracebacks
+    client = await make_client()
+    for content_type, body in MALFORMED_FORMS:
+        caplog.clear()
+        resp = await client.post("/kiosk/register", data=body, allow_redirects=False,
+                                 headers={"Content-Type": content_type})
+        await refused_cleanly(resp, caplog)
+    resp = await client.get("/kiosk", params={"device": DEVICE})
+    assert resp.status == 403 and "尚未注册" in await resp.text()  # nothing was registered
 
 async def test_a_new_key_revokes_the_registration(make_client, aiohttp_client, settings, redis):
     client = await make_client()

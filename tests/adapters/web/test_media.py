@@ -276,3 +276,22 @@ async def test_status_frames_and_rendered_parts(start):
     assert shown["sender_name"] == "李华" and shown["text"] == "<b>您好</b>"
     assert [a["url"] for a in shown["attachments"]] == ["/attachments/a" + "1" * 23]
     await ws.close()
+
+
+#: multipart bodies a browser never sends: garbage, a part header that cannot be parsed
+BROKEN_MULTIPART = [
+    b"garbage",
+    b"--zz\r\nContent-Disposition form-data\r\n\r\nx\r\n--zz--\r\n",
+]
+
+
+@pytest.mark.parametrize("body", BROKEN_MULTIPART)
+async def test_a_multipart_body_that_cannot_be_read_is_400_and_stores_nothing(start, body):
+    client = await start()
+    _, _, mine = await connect(client)
+    client.session.cookie_jar.clear()
+    resp = await client.post(UPLOAD, data=body, headers={
+        "Cookie": f"{COOKIE}={mine}", "Content-Type": "multipart/form-data; boundary=zz"})
+    assert resp.status == 400, await resp.text()
+    assert re.search(r"[\u4e00-\u9fff]", (await resp.json())["message"])
+    assert await stored_count(client) == 0
