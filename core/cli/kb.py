@@ -13,10 +13,11 @@ from ..config import Settings
 from ..conversations import SHANGHAI
 from ..db import create_engine, upgrade
 from ..errors import ImportFailed, NotFound
-from ..kb.importer import Checked, check_records, import_checked
+from ..kb.importer import Checked, StoredKb, check_records, import_checked
 from ..kb.models import ENTRY_TYPES, STATUSES
 from ..kb.store import KbStore
 from ..kb.wire import detect_format, dumps, expand_paths, read_records, write_entries
+from ..reference import load_matters
 from .common import cli, existing_database, settings_options
 
 FORMAT_CHOICE = click.Choice(["yaml", "json", "jsonl", "csv"])
@@ -34,11 +35,29 @@ def _read_all(paths: tuple[str, ...], fmt: str | None) -> list:
     return records
 
 
-def _check(paths: tuple[str, ...], fmt: str | None, quiet: bool) -> Checked:
+def _check(paths: tuple[str, ...], fmt: str | None, quiet: bool,
+           stored: StoredKb | None) -> Checked:
     records = _read_all(paths, fmt)
     with click.progressbar(length=len(records), label="validating", file=sys.stderr,
                            hidden=quiet or len(records) < 2000) as bar:
-        return check_records(records, progress=bar.update)
+        return check_records(records, progress=bar.update, stored=stored)
+
+
+def _stored(settings: Settings) -> StoredKb | None:
+    """The KB of these settings as checking files against it needs, or None when it has no
+    database yet (none is created here: a refused import or a validation leaves no trace)."""
+    if not settings.database.url and not (settings.data_dir.resolve() / "bangban.db").exists():
+        return None
+
+    async def run() -> StoredKb:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await StoredKb.load(KbStore(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def _report(checked: Checked, limit: int = 200) -> None:
@@ -58,13 +77,20 @@ def _warn(checked: Checked, limit: int = 200) -> None:
 @kb.command("validate")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=FORMAT_CHOICE, help="Input format (default: from extension).")
-def kb_validate(paths: tuple[str, ...], fmt: str | None) -> None:
+@settings_options
+def kb_validate(settings: Settings, paths: tuple[str, ...], fmt: str | None) -> None:
     """Check KB files without importing them.
 
     PATHS are files (.yaml .json .jsonl .csv) or directories of them. Every invalid record is
     reported with its file, line or entry number, field and reason; the exit status is 1 if any.
+    Questions another entry is already asked in, and links to ids that exist nowhere, are
+    warnings; they are checked against the KB too when the data dir has one.
     """
-    checked = _check(paths, fmt, quiet=False)
+    stored = _stored(settings)
+    if stored is None:
+        click.echo("note: no KB in the data dir: questions and links were checked within these "
+                   "files only (--data-dir names the KB to check against)", err=True)
+    checked = _check(paths, fmt, quiet=False, stored=stored)
     _report(checked)
     _warn(checked)
     click.echo(f"{checked.records} records, {checked.invalid_records} invalid"
@@ -92,7 +118,8 @@ def kb_import(settings: Settings, paths: tuple[str, ...], replace: bool, skip_in
     kept; records without one get a generated id.
     """
     actor = actor or f"cli:{_login()}"
-    checked = _check(paths, fmt, quiet=False)
+    # no database yet: the import creates an empty one, so there is nothing to clash with
+    checked = _check(paths, fmt, quiet=False, stored=_stored(settings) or StoredKb())
     if checked.problems and not skip_invalid:
         _report(checked)
         raise ImportFailed(
@@ -114,15 +141,18 @@ def kb_import(settings: Settings, paths: tuple[str, ...], replace: bool, skip_in
 
     result, problems = asyncio.run(run())
     _warn(checked)
+    # records, not problems: an invalid record can have several; import_checked adds one
+    # problem per record whose id was already taken
+    skipped = checked.invalid_records + len(problems) - len(checked.problems)
     if problems:
-        click.echo(f"skipped {len(problems)} invalid or conflicting records:", err=True)
+        click.echo(f"skipped {skipped} invalid or conflicting records:", err=True)
         for p in problems[:200]:
             click.echo(f"  {p}", err=True)
     written = len(result.created) + len(result.updated) + len(result.unchanged)
     click.echo(f"imported {written} records: "
                f"{len(result.created)} created, {len(result.updated)} updated, "
                f"{len(result.unchanged)} unchanged"
-               + (f", {len(problems)} skipped" if problems else ""))
+               + (f", {skipped} skipped" if problems else ""))
 
 
 @kb.command("export")
@@ -138,6 +168,10 @@ def kb_import(settings: Settings, paths: tuple[str, ...], replace: bool, skip_in
 def kb_export(settings: Settings, path: str, fmt: str | None, types: tuple[str, ...],
               statuses: tuple[str, ...], matter: str | None) -> None:
     """Write the KB to PATH ('-' for standard output), in a form `kb import` reads back."""
+    if matter is not None and matter not in load_matters().by_code():
+        # a typo would export nothing, as if the matter had no entries
+        raise click.BadParameter(f"{matter!r} is not a known matter (config/matters.yaml)",
+                                 param_hint="--matter")
     existing_database(settings)
     out_fmt = fmt or ("yaml" if path == "-" else detect_format(Path(path)))
 

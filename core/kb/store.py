@@ -30,6 +30,18 @@ class Revision(BaseModel):
     note: str | None = None
 
 
+#: the types citizens' questions are matched against by title and aliases
+PHRASED_TYPES = ("faq", "guide")
+
+
+@dataclass(frozen=True, slots=True)
+class Outline:
+    id: str
+    #: the words it is asked in (title, then aliases): guides and FAQs the bot answers from, or
+    #: may once published; empty for other types and for retired or invalid entries
+    phrasings: tuple[str, ...] = ()
+
+
 @dataclass
 class WriteResult:
     created: list[str] = field(default_factory=list)
@@ -98,6 +110,19 @@ class KbStore:
                 rows = await conn.execute(select(kb_entries.c.id).where(kb_entries.c.id.in_(chunk)))
                 found.update(r.id for r in rows)
         return found
+
+    async def outlines(self) -> list[Outline]:
+        """Every entry, as far as checking files against the KB needs it (no validation of the
+        stored records: a 500-entry KB is two queries)."""
+        asked = (kb_entries.c.type.in_(PHRASED_TYPES) & (kb_entries.c.status != "retired")
+                 & (kb_entries.c.valid == "1"))
+        async with self.engine.connect() as conn:
+            ids = (await conn.execute(select(kb_entries.c.id))).scalars().all()
+            rows = (await conn.execute(
+                select(kb_entries.c.id, kb_entries.c.title, kb_entries.c.data).where(asked)
+            )).all()
+        phrased = {r.id: (r.title, *((r.data or {}).get("aliases") or ())) for r in rows}
+        return [Outline(i, phrased.get(i, ())) for i in ids]
 
     async def iter_wire(
         self, *, types: Sequence[str] | None = None, statuses: Sequence[str] | None = None,

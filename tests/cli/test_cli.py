@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 
 from core.db.migrate import alembic_config
 from core.paths import config_dir
+from tests.core.kb.test_models import valid_record
 
 from .conftest import Store, ok, output, run_cli
 
@@ -157,6 +158,76 @@ def test_skip_invalid_imports_the_valid_records(store: Store, mixed_file: Path):
     assert "imported 0 records" in again.stdout and "3 skipped" in again.stdout, output(again)
     assert "already in the KB" in again.stderr
     assert store.ids() == ["test-hotline-a", "test-hotline-c"]
+
+
+def test_skip_invalid_counts_records_not_problems(store: Store, tmp_path: Path):
+    # one valid record, and two invalid ones with 1 and 5 problems: 2 records were skipped
+    path = write_yaml(tmp_path / "bad.yaml", [
+        hotline("qa3-good", "测试热线甲"),
+        hotline("qa3-bad-2", "测试热线乙", region="999999"),
+        hotline("qa3-bad-3", "测试热线丙", region="999999", valid="7", published_by="nobody",
+                updated_by="nobody", updated_at="yesterday"),
+    ])
+    result = ok(store("kb", "import", path, "--skip-invalid"))
+    assert "skipped 2 invalid or conflicting records" in result.stderr, output(result)
+    assert "imported 1 records: 1 created, 0 updated, 0 unchanged, 2 skipped" in result.stdout
+    assert result.stderr.count(str(path)) == 6  # every problem is still listed
+    validated = run_cli("kb", "validate", path, cwd=tmp_path)
+    assert "3 records, 2 invalid" in validated.stdout, output(validated)
+
+
+def faq(entry_id: str, question: str, **fields: object) -> dict:
+    return valid_record("faq", id=entry_id, question=question, **fields)
+
+
+def test_a_question_already_in_the_kb_under_another_id_is_a_warning(store: Store,
+                                                                     tmp_path: Path):
+    stored = write_yaml(tmp_path / "kb.yaml", [faq("M03-faq-03", "在随申办上怎么办理居住证签注？")])
+    ok(store("kb", "import", stored))
+    # an entry imported again with --replace is not its own duplicate
+    again = ok(store("kb", "import", stored, "--replace"))
+    assert "warning" not in again.stderr, output(again)
+    dup = write_yaml(tmp_path / "dup.yaml", [faq("QA3-bad-3", "在随申办上怎么办理居住证签注?")])
+    warning = re.compile(r"warning: .*dup\.yaml:line 1 \(entry 1\): title: '在随申办上怎么办理居住证签注\?' "
+                         r"is also a question of M03-faq-03 in the KB")
+    checked = ok(store("kb", "validate", dup))  # the KB of --data-dir is checked too
+    assert warning.search(checked.stderr) and "1 warnings" in checked.stdout, output(checked)
+    result = ok(store("kb", "import", dup))  # a warning, not a refusal
+    assert warning.search(result.stderr) and "1 created" in result.stdout, output(result)
+    # without a KB only the files are compared, and the command says so
+    alone = ok(run_cli("kb", "validate", dup, cwd=tmp_path))
+    assert "warning" not in alone.stderr and "checked within these files only" in alone.stderr
+
+
+def test_links_to_entries_that_exist_nowhere_are_warnings(store: Store, tmp_path: Path):
+    ok(store("kb", "import", write_yaml(tmp_path / "kb.yaml", [
+        valid_record("policy_interpretation", id="policy-known")])))
+    rel = write_yaml(tmp_path / "rel.yaml", [faq(
+        "rel-faq", "关联测试？", related_policies=["NO-SUCH-POLICY", "<script>", "policy-known"],
+        related_articles=["NO-SUCH-ARTICLE"])])
+    result = ok(store("kb", "validate", rel))
+    assert "1 records, 0 invalid, 3 warnings" in result.stdout, output(result)
+    for field, target in (("related_policies", "NO-SUCH-POLICY"),
+                          ("related_policies", "<script>"),
+                          ("related_articles", "NO-SUCH-ARTICLE")):
+        assert (f"rel.yaml:line 1 (entry 1): {field}: '{target}' is not the id of an entry in "
+                "these files or the KB") in result.stderr, output(result)
+    imported = ok(store("kb", "import", rel))
+    assert imported.stderr.count("is not the id of an entry") == 3, output(imported)
+    # without a KB the link to policy-known cannot be found either, and the warning says where
+    # it looked
+    alone = ok(run_cli("kb", "validate", rel, cwd=tmp_path))
+    assert "'policy-known' is not the id of an entry in these files" in alone.stderr
+
+
+def test_export_of_an_unknown_matter_is_an_error_not_an_empty_list(store: Store, tmp_path):
+    ok(store("kb", "import", write_yaml(tmp_path / "kb.yaml", [
+        faq("a", "签注？", related_matters=["M03"])])))
+    result = store("kb", "export", "--matter", "M99", "-")
+    assert result.returncode == 2 and result.stdout == "", output(result)
+    assert "M99" in result.stderr and "not a known matter" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert '"a"' in ok(store("kb", "export", "--matter", "M03", "--format", "jsonl", "-")).stdout
 
 
 def test_ids_in_the_file_are_kept_and_missing_ones_generated(store: Store, tmp_path: Path):
