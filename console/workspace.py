@@ -29,11 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from core.appkeys import HUB
 from core.attachments import AttachmentStore, id_from_url
+from core.conversations import StoredMessage
 from core.dialog.bot import answer_body
 from core.dialog.models import Outbound
 from core.errors import BangbanError, Conflict, NotFound, ValidationFailed, http_status
 from core.handoff import AgentDesk, BannedPhrase
 from core.handoff.desk import MAX_REPLY
+from core.handoff.steering import steering as steering_line
 from core.handoff.store import Handoff
 from core.kb.richtext import html_to_text
 from core.reference import matter_names
@@ -179,9 +181,11 @@ def handoff_json(desk: AgentDesk, h: Handoff, user: StaffUser) -> dict[str, Any]
     return out
 
 
-def message_json(m: Outbound) -> dict[str, Any]:
+def message_json(m: Outbound, *, steering: bool = False) -> dict[str, Any]:
     """A stored message for the staff view: plain text only (never the bot's HTML), and only
-    our own attachments, rewritten to the staff download route."""
+    our own attachments, rewritten to the staff download route. ``steering``: a citizen's
+    line that only steers the conversation (core.handoff.steering), which the script leaves
+    out of the 派单 draft and never offers as the question of a 纳入知识库."""
     media = []
     for a in m.attachments:
         aid = id_from_url(a.url)
@@ -192,7 +196,12 @@ def message_json(m: Outbound) -> dict[str, Any]:
             "action": m.action, "text": m.text, "attachments": media,
             "links": [{"title": x.title, "url": x.url} for x in m.links
                       if x.url.startswith(("https://", "http://"))],
-            "created_at": m.created_at.isoformat()}
+            "steering": steering, "created_at": m.created_at.isoformat()}
+
+
+def stored_json(m: StoredMessage) -> dict[str, Any]:
+    return message_json(m.to_outbound(), steering=m.sender == "citizen"
+                        and steering_line(m.text, m.body.get("payload")))
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -220,9 +229,9 @@ async def transcript(request: web.Request) -> web.StreamResponse:
         after = max(0, int(request.query.get("after", "0")))
     except ValueError:
         raise ValidationFailed("after 必须是整数") from None
-    h, history = await desk.transcript(user, request.match_info["handoff_id"], after=after)
+    h, history = await desk.history(user, request.match_info["handoff_id"], after=after)
     out = {"handoff": handoff_json(desk, h, user),
-           "messages": [message_json(m) for m in history if m.seq > 0]}
+           "messages": [stored_json(m) for m in history if m.seq > 0]}
     if after == 0:
         out["segments"] = [{"id": s.id, "unit_name": desk.service.unit_name(s.unit),
                             "state": s.state, "resolution": s.resolution, "note": s.note,

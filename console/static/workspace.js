@@ -59,26 +59,6 @@
     return isNaN(d) ? "" : HHMM.format(d);
   }
 
-  // What a citizen sends to steer the conversation rather than to say what they need, left out
-  // of the 派单 summary: asking for a person (转人工, 人工客服 …), a menu number ("2", "第二个"),
-  // cancelling (取消排队 …), the quick replies they tap (转人工帮办, 已解决 / 未解决, the rating
-  // levels, 不用了, 不确定 / 全市通办) and bare greetings ("在吗", "你好"). Compared without
-  // spaces and punctuation; a longer number (a phone number) is kept.
-  var STEERING = [
-    /^(?:(?:我要|我想|我需要|请|帮我)?(?:转接?|接通?|找|要)?(?:人工|真人|活人|客服)(?:帮办|客服|服务|坐席)?(?:在吗|在线吗|在不在|呢|啊|吧)?)+$/,
-    /^(?:请问)?(?:你好|您好|小申|在吗|在不在|有(?:活|真)?人(?:在)?吗|谢谢(?:你|您)?|好的?|嗯+|哦+|ok|okay)+$/,
-    /^第?(?:[0-9]{1,3}|[一二三四五六七八九十])(?:个|条|项|种)?$/,
-    /^(?:取消|取消排队|取消人工|取消留言|不排了|不等了|不用了)$/,
-    /^(?:已解决|未解决|没解决|非常满意|满意|基本满意|不满意|非常不满意|不确定全市通办)$/
-  ];
-  function steering(line) {
-    var bare = line.normalize("NFKC").toLowerCase().replace(/[\s\p{P}\p{S}]+/gu, "");
-    return !bare || STEERING.some(function (re) { return re.test(bare); });
-  }
-  function dispatchDraft(lines) {
-    return lines.filter(function (line) { return !steering(line); }).join("\n");
-  }
-
   function debounce(fn, ms) {
     var timer = null;
     return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
@@ -125,7 +105,7 @@
     var logBox = byId("ws-log"), alertBox = byId("ws-alert"), text = byId("ws-text");
     var replyForm = byId("ws-reply"), actions = byId("ws-actions"), summary = byId("ws-summary");
     var state = { board: null, selected: null, handoff: null, seqs: {}, last: 0, unread: {}, fresh: {},
-      breached: {}, pending: [], said: [], draft: { auto: "", edited: false } };
+      breached: {}, pending: [], asked: [], draft: { auto: "", edited: false } };
     var baseTitle = document.title;
 
     function showAlert(message) {
@@ -224,20 +204,74 @@
         a.href = l.url; a.target = "_blank"; a.rel = "noopener noreferrer";
         node.append(a);
       });
-      if (m.sender === "agent" && m.id && m.text) {
-        var propose = el("button", "ws-propose", "纳入知识库");
-        propose.type = "button";
-        propose.addEventListener("click", function () {
-          if (!state.selected) return;
-          propose.disabled = true;
-          call("POST", "/console/api/handoffs/" + encodeURIComponent(state.selected) + "/propose", { message_id: m.id }).then(function (r) {
-            if (r.ok) propose.textContent = "已提交知识库候选";
-            else { propose.disabled = r.status === 409; showAlert(r.body.message); }
+      if (m.sender === "agent" && m.id && m.text) node.append(proposeButton(m));
+      return node;
+    }
+
+    // the citizen's question before message ``seq``: their last line that does more than steer
+    function questionBefore(seq) {
+      for (var i = state.asked.length - 1; i >= 0; i--) {
+        if (state.asked[i].seq < seq) return state.asked[i].text;
+      }
+      return "";
+    }
+
+    // 纳入知识库: the agent sees the question the answer will be filed under (the citizen's
+    // question, as the transcript has it) and may correct it before it goes to KB operators
+    function proposeButton(m) {
+      var wrap = el("div", "ws-propose-box");
+      var propose = el("button", "ws-propose", "纳入知识库");
+      propose.type = "button";
+      propose.setAttribute("aria-expanded", "false");
+      wrap.append(propose);
+      var form = null;
+      function closeForm() {
+        if (form) form.remove();
+        form = null;
+        propose.setAttribute("aria-expanded", "false");
+      }
+      propose.addEventListener("click", function () {
+        if (!state.selected) return;
+        if (form) { form.querySelector("textarea").focus(); return; }
+        form = el("form", "ws-propose-form");
+        var label = el("label", null, "对应的问题");
+        var question = el("textarea");
+        question.rows = 2; question.maxLength = 2000; question.required = true;
+        question.value = questionBefore(m.seq);
+        label.append(question);
+        var hint = el("p", "ws-propose-hint", "请确认或修改群众的问题，它将与这条答复一起提交知识库审核。");
+        var bar = el("div", "ws-propose-bar");
+        var submit = el("button", null, "提交候选");
+        submit.type = "submit";
+        var cancel = el("button", "ws-secondary", "取消");
+        cancel.type = "button";
+        cancel.addEventListener("click", closeForm);
+        bar.append(submit, cancel);
+        form.append(label, hint, bar);
+        form.addEventListener("submit", function (ev) {
+          ev.preventDefault();
+          var value = question.value.trim();
+          if (!value) { showAlert("请填写这条答复对应的问题"); question.focus(); return; }
+          submit.disabled = true;
+          var id = state.selected;
+          call("POST", "/console/api/handoffs/" + encodeURIComponent(id) + "/propose", { message_id: m.id, question: value }).then(function (r) {
+            submit.disabled = false;
+            if (r.ok) {
+              showAlert("");
+              closeForm();
+              propose.textContent = "已提交知识库候选";
+              propose.disabled = true;
+              return;
+            }
+            showAlert(r.body.message || "提交失败");
+            if (r.status === 409) { closeForm(); propose.disabled = true; }
           });
         });
-        node.append(propose);
-      }
-      return node;
+        wrap.append(form);
+        propose.setAttribute("aria-expanded", "true");
+        question.focus();
+      });
+      return wrap;
     }
 
     function addMessages(msgs) {
@@ -246,7 +280,11 @@
         if (state.seqs[m.seq]) return;
         state.seqs[m.seq] = true;
         state.last = Math.max(state.last, m.seq);
-        if (m.sender === "citizen" && m.text && m.text.trim()) state.said.push(m.text.trim());
+        // what the citizen asked: not the lines that only steer (the server marks 转人工, a
+        // menu number or the department they tapped, a rating …)
+        if (m.sender === "citizen" && m.text && m.text.trim() && !m.steering) {
+          state.asked.push({ seq: m.seq, text: m.text.trim() });
+        }
         logBox.append(messageNode(m));
       });
       if (nearBottom || msgs.length > 20) logBox.scrollTop = logBox.scrollHeight;
@@ -290,7 +328,8 @@
     // until the agent edits it
     function refreshDraft() {
       if (state.draft.edited) return;
-      var value = dispatchDraft(state.said).slice(0, summary.maxLength > 0 ? summary.maxLength : undefined);
+      var value = state.asked.map(function (a) { return a.text; }).join("\n")
+        .slice(0, summary.maxLength > 0 ? summary.maxLength : undefined);
       if (summary.value !== value) summary.value = value;
       state.draft.auto = value;
     }
@@ -302,7 +341,7 @@
       if (!id) return Promise.resolve();
       if (state.selected !== id) {
         state.selected = id; state.seqs = {}; state.last = 0; state.pending = [];
-        state.handoff = null; state.said = []; state.draft = { auto: "", edited: false };
+        state.handoff = null; state.asked = []; state.draft = { auto: "", edited: false };
         controls(null);  // until this conversation's rights are known
         summary.value = ""; byId("ws-contact").value = "";
         logBox.replaceChildren(); showAlert(""); byId("ws-pending").textContent = "";

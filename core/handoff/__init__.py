@@ -3,7 +3,8 @@
 - :mod:`.store`   — service segments in SQL (the truth);
 - :mod:`.service` — the citizen's side: routing, queueing, 留言, assignment, the sweep;
 - :mod:`.desk`    — the agent's side: presence, replies, close, transfer, 派单, 留言;
-- :mod:`.rating`  — 好差评 of a human service, on every channel.
+- :mod:`.rating`  — 好差评 of a human service, on every channel;
+- :mod:`.steering` — which citizen lines only steer (转人工, a menu tap …), for 派单 and 纳入知识库.
 """
 
 from .desk import AgentDesk, BannedPhrase

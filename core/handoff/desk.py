@@ -16,18 +16,21 @@ from typing import Any, Protocol
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..conversations import ConversationStore
+from ..conversations import ConversationStore, StoredMessage
 from ..db.schema import kb_candidates, messages
 from ..dialog.models import Attachment, Outbound, QueueStatus
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..staff import StaffUser
 from .rating import rating_context, rating_request
 from .service import HandoffService
+from .steering import steering
 from .store import RESOLUTIONS, Handoff, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_REPLY = 2000
+#: how many of the citizen's lines 纳入知识库 looks back through for their question
+QUESTION_LOOKBACK = 200
 #: what an agent may pick when closing (dispatched/transferred have their own actions)
 CLOSE_RESOLUTIONS = {"resolved": "已解决", "unresolved": "未解决", "no_reply": "群众未回复"}
 
@@ -90,12 +93,14 @@ class AgentDesk:
             raise Conflict("这个会话不在您的接待中" if h.is_open else "这个会话已经结束")
 
     def _holder_or_supervisor(self, user: StaffUser, h: Handoff) -> None:
+        # ended first: an agent acting on a conversation they closed in another tab is told it
+        # has ended (as /send and a supervisor are), not that they lack the right
+        if not h.is_open:
+            raise Conflict("这个会话已经结束")
         if h.agent == user.id and h.state == "assigned":
             return
         if not user.has_role("supervisor", "admin"):
             raise Forbidden("只有接待中的坐席或本单位班长可以这样做")
-        if not h.is_open:
-            raise Conflict("这个会话已经结束")
 
     # -- presence -----------------------------------------------------------------------------
 
@@ -139,9 +144,15 @@ class AgentDesk:
     async def transcript(self, user: StaffUser, handoff_id: str, *, after: int = 0
                          ) -> tuple[Handoff, list[Outbound]]:
         """The segment and the citizen's whole conversation, the bot's part included."""
-        h = await self.get(user, handoff_id)
-        history = await self.conversations.history(h.conversation_id, after=after, limit=1000)
+        h, history = await self.history(user, handoff_id, after=after)
         return h, [m.to_outbound() for m in history]
+
+    async def history(self, user: StaffUser, handoff_id: str, *, after: int = 0
+                      ) -> tuple[Handoff, list[StoredMessage]]:
+        """As :meth:`transcript`, but the messages as stored: a citizen's line keeps the
+        payload of the quick reply it was (see :func:`.steering.steering`)."""
+        h = await self.get(user, handoff_id)
+        return h, await self.conversations.history(h.conversation_id, after=after, limit=1000)
 
     # -- acting -------------------------------------------------------------------------------
 
@@ -165,6 +176,8 @@ class AgentDesk:
                   "meta": {"matters": [h.matter] if h.matter else []}})
         if await self.store.first_response(h.id, self.service.now()):
             await self.queue.mark_first_response(h.conversation_id, now=self.service.clock())
+            # answered late between two sweeps: still a breach, as the figures will count it
+            await self.service.breached_at_first_reply(h)
         await self.service.events.publish({
             "type": "agent_message", "unit": h.unit, "handoff": h.id,
             "conversation": h.conversation_id, "agent": user.id,
@@ -274,12 +287,7 @@ class AgentDesk:
             if msg is None or msg["sender"] != "agent":
                 raise NotFound("没有这条坐席答复")
             if not question:
-                question = (await conn.execute(
-                    select(messages.c.text).where(
-                        messages.c.conversation_id == h.conversation_id,
-                        messages.c.sender == "citizen", messages.c.seq < msg["seq"],
-                        messages.c.text != "")
-                    .order_by(messages.c.seq.desc()).limit(1))).scalar() or ""
+                question = await self._question_before(conn, h.conversation_id, msg["seq"])
         if not question.strip():
             raise ValidationFailed("请填写这条答复对应的问题", [("candidate", "question", "empty")])
         try:
@@ -292,6 +300,20 @@ class AgentDesk:
                 return res.scalar_one()
         except IntegrityError as exc:
             raise Conflict("这条答复已经提交过") from exc
+
+    @staticmethod
+    async def _question_before(conn: Any, conversation_id: str, seq: int) -> str:
+        """The citizen's real question before message ``seq``: their last line that does more
+        than steer (not 转人工, a menu number, the department they tapped, a rating …), or ''."""
+        rows = await conn.execute(
+            select(messages.c.text, messages.c.body).where(
+                messages.c.conversation_id == conversation_id, messages.c.sender == "citizen",
+                messages.c.seq < seq, messages.c.text != "")
+            .order_by(messages.c.seq.desc()).limit(QUESTION_LOOKBACK))
+        for text, body in rows:
+            if not steering(text, (body or {}).get("payload")):
+                return text
+        return ""
 
 
 __all__ = ["AgentDesk", "BannedPhrase", "CLOSE_RESOLUTIONS", "RESOLUTIONS"]

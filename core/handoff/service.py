@@ -46,6 +46,19 @@ LEFT_REACK_AFTER_S = 30 * 60
 LEFT_TTL_S = 30 * 86400
 
 
+#: ``Context.pending_handoff`` while a department menu is offered: this, then its unit codes
+MENU = "menu:"
+
+
+def offered_units(ctx: Context) -> list[str]:
+    """The units of the department menu the citizen was offered and has not answered yet.
+    A ``handoff:unit:…`` quick reply is a choice from that menu, never a way round routing:
+    for any other unit (or with no menu offered) it is not understood, like any stale or
+    unknown payload, and the bot reads the line instead."""
+    pending = ctx.pending_handoff or ""
+    return pending.removeprefix(MENU).split(",") if pending.startswith(MENU) else []
+
+
 class HandoffService(Sweeper):
     """Implements core.dialog.service.HumanHelp; the agent side is core.handoff.desk."""
 
@@ -89,7 +102,8 @@ class HandoffService(Sweeper):
             options.append(QuickReply(label="不确定 / 全市通办", payload="handoff:district:310000"))
             return [BotReply("handoff", "这个事项由各区受理。请问您在哪个区办理？", quick_replies=options)]
         if decision.action == "choose_department":
-            ctx.pending_handoff = ""
+            # the menu's units, so that only a tap on this menu queues the citizen there
+            ctx.pending_handoff = MENU + ",".join(g.unit for g in decision.menu)
             options = [QuickReply(label=g.name[:60], payload=f"handoff:unit:{g.unit}")
                        for g in decision.menu]
             return [BotReply("handoff", "请选择您要咨询的部门，我们为您转接相应的工作人员：",
@@ -104,7 +118,7 @@ class HandoffService(Sweeper):
         if kind == "district":
             ctx.district = arg
             return await self.request(conv, ctx, inbound)
-        if kind == "unit" and arg in self.units:
+        if kind == "unit" and arg in self.units and arg in offered_units(ctx):
             ctx.pending_handoff = None
             return await self.open(conv, ctx, arg, reason="menu", matter=ctx.matter)
         if kind == "cancel":

@@ -228,6 +228,18 @@ class HandoffStore:
         async with self.engine.connect() as conn:
             return [Handoff.from_row(r) for r in (await conn.execute(q)).mappings().all()]
 
+    async def unanswered(self, requested_before: datetime) -> list[Handoff]:
+        """Segments an agent holds without having replied yet, requested before the given
+        time and not yet marked breached: what the sweep times against the SLA from the
+        request (the waiting line's own clock is in Redis)."""
+        q = (select(handoffs).where(handoffs.c.state == "assigned",
+                                    handoffs.c.first_response_at.is_(None),
+                                    handoffs.c.sla_breached.is_(False),
+                                    handoffs.c.requested_at < requested_before)
+             .order_by(handoffs.c.requested_at).limit(1000))
+        async with self.engine.connect() as conn:
+            return [Handoff.from_row(r) for r in (await conn.execute(q)).mappings().all()]
+
     async def count_open(self, unit: str) -> int:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(func.count()).select_from(handoffs).where(

@@ -1,6 +1,7 @@
 """The human-help sweep: what every process does every ``sweep_interval_s`` on its own.
 
-Assign waiting citizens to agents who became free, raise first-response SLA breaches once,
+Assign waiting citizens to agents who became free, raise first-response SLA breaches once
+(timed from the request, as the figures time a first response),
 overflow citizens left waiting (or assigned and never answered) too long, give back the
 conversations of agents gone for good, push live queue positions, and rebuild the Redis queue
 from SQL when Redis has lost it. Part of HandoffService (core.handoff.service), kept apart so
@@ -12,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ..dialog.models import QueueStatus
+from ..figures import left_message
 from ..queue import AssignedEntry
 from ..tasks import cancel_and_wait
 
@@ -81,6 +84,7 @@ class Sweeper:
                 await self._overflow(code, now)
             if overdue:
                 await self._breaches(code, now)
+        await self._unanswered(now)
         if now >= self._next_absent_check:
             self._next_absent_check = now + ABSENT_CHECK_EVERY_S
             await self._release_absent(now)
@@ -107,13 +111,7 @@ class Sweeper:
                 # Redis assigned it but the SQL write failed (database blip): finish the job
                 await self._assigned(late.conversation, late.agent, unit)
                 h = await self.store.current(late.conversation) or h
-            if await self.store.mark_breached(h.id):
-                log.warning("first-response SLA breached: %s at %s (%s, %.0f s late)",
-                            h.id, unit, late.state, late.late_s)
-                await self.events.publish({"type": "sla_breach", "unit": unit, "handoff": h.id,
-                                           "conversation": h.conversation_id,
-                                           "agent": late.agent, "state": late.state,
-                                           "late_s": round(late.late_s)})
+            await self._breach(h, late.late_s, state=late.state, agent=late.agent)
             if late.state == "assigned" and late.late_s > overflow_late:
                 # assigned but never answered: the agent is not there; the citizen must not
                 # wait on them for ever (the breach above was raised long ago)
@@ -122,6 +120,43 @@ class Sweeper:
                     await self.move(h, target, state="overflowed", resolution="overflowed",
                                     reason="overflow", from_states=("assigned",),
                                     text=f"抱歉让您久等了，已为您转至{self.unit_name(target)}，请稍候。")
+
+    async def _unanswered(self, now: float) -> None:
+        """Served but not answered within the SLA of the request. The figures time a first
+        response from the request (first reply − request, core.figures), while the Redis
+        clock above restarts when an agent is assigned; so a citizen who waited 50 s and then
+        got no reply for another 50 s is a miss in the figures and must be alerted as one,
+        not only once the agent has had 60 s of their own."""
+        if not self.units:
+            return
+        slas = {code: u.first_response_sla_s for code, u in self.units.items()}
+        cutoff = datetime.fromtimestamp(now - min(slas.values()), UTC)
+        for h in await self.store.unanswered(cutoff):
+            if h.unit not in slas or left_message(h.state, h.meta):
+                continue  # a 留言 is answered the next working day, as the figures know
+            late = now - h.requested_at.timestamp() - slas[h.unit]
+            if late > 0:
+                await self._breach(h, late, state=h.state, agent=h.agent)
+
+    async def breached_at_first_reply(self, h: Handoff) -> None:
+        """The agent's first reply came later than the SLA after the request, between two
+        sweeps: record and alert the breach the figures will count."""
+        u = self.units.get(h.unit)
+        if u is None or h.state != "assigned" or left_message(h.state, h.meta):
+            return
+        late = self.clock() - h.requested_at.timestamp() - u.first_response_sla_s
+        if late > 0:
+            await self._breach(h, late, state=h.state, agent=h.agent)
+
+    async def _breach(self, h: Handoff, late_s: float, *, state: str, agent: str | None
+                      ) -> None:
+        """Mark the segment breached and alert its unit's supervisors, once whoever sees it."""
+        if await self.store.mark_breached(h.id):
+            log.warning("first-response SLA breached: %s at %s (%s, %.0f s late)",
+                        h.id, h.unit, state, late_s)
+            await self.events.publish({"type": "sla_breach", "unit": h.unit, "handoff": h.id,
+                                       "conversation": h.conversation_id, "agent": agent,
+                                       "state": state, "late_s": round(late_s)})
 
     async def _release_absent(self, now: float) -> None:
         """Conversations held by an agent gone for ``release_after_s`` (browser closed, account

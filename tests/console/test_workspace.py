@@ -263,6 +263,9 @@ async def test_the_agent_sees_the_whole_transcript_replies_and_the_citizen_gets_
     senders = [m["sender"] for m in msgs]
     assert senders[:2] == ["citizen", "bot"]  # the bot part is there
     assert msgs[0]["text"] == NO_CRIME and "html" not in msgs[1]
+    # the script leaves the lines that only steer out of 派单 and 纳入知识库
+    said = [(m["text"], m["steering"]) for m in msgs if m["sender"] == "citizen"]
+    assert said == [(NO_CRIME, False), ("转人工", True)]
     assert [s["unit_name"] for s in t["segments"]] == ["市公安局"]
 
     status, body = await police.post(f"/console/api/handoffs/{hid}/send",
@@ -285,6 +288,11 @@ async def test_the_agent_sees_the_whole_transcript_replies_and_the_citizen_gets_
     assert [o for o in await told(desk_app.app, citizen) if o.rating][-1].rating.target == hid
     status, body = await police.post(f"/console/api/handoffs/{hid}/send", {"text": "还在吗"})
     assert status == 409 and body["message"] == "这个会话已经结束"
+    # so does acting on it again (a second tab): it has ended, not "no permission"
+    for action, body in (("close", {"resolution": "resolved"}), ("transfer", {"unit": "tax"}),
+                         ("dispatch", {"summary": "无犯罪记录证明"})):
+        status, got = await police.post(f"/console/api/handoffs/{hid}/{action}", body)
+        assert (status, got["message"]) == (409, "这个会话已经结束"), action
 
 
 async def test_a_banned_phrase_is_not_sent_and_the_agent_sees_why(desk_app, sign_in):
@@ -328,6 +336,11 @@ async def test_pictures_both_ways_with_type_and_size_limits(aiohttp_client, sett
     assert status == 415 and "PNG" in body["message"] and "MP3" in body["message"]
     status, body = await upload(b"%PDF-1.7\n" + b" " * 64, "scan.pdf")
     assert status == 415
+    # a multipart body no browser sends (a part header without its colon): 400, not a 500
+    resp = await client.post(f"/console/api/handoffs/{hid}/upload", headers={
+        **headers, "Content-Type": "multipart/form-data; boundary=zz"},
+        data=b"--zz\r\nContent-Disposition form-data\r\n\r\nx\r\n--zz--\r\n")
+    assert resp.status == 400 and "无法解析" in (await resp.json())["message"]
     status, body = await upload(PNG + b"\x00" * 5000, "big.png")
     assert status == 413 and body["message"] == "图片过大，请控制在 4 KB 以内"
     # voice has its own, smaller limit here: 3 KB of MP3 is refused, 3 KB of PNG is not

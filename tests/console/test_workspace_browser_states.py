@@ -13,8 +13,10 @@ import secrets
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from core.appkeys import HUB
+from core.db.schema import kb_candidates
 
 from .test_two_party_browser import server  # noqa: F401 - the same real server, web channel on
 from .test_workspace import NO_CRIME, PASSWORD, ask_for_person, say, staff_store  # noqa: F401
@@ -153,6 +155,20 @@ async def test_the_actions_show_only_on_a_conversation_the_agent_can_manage(serv
     await page.context.close()
 
 
+async def serving_one(browser, url: str, app, agent):  # noqa: ANN001 - fixtures' objects
+    """The agent's workspace, online, with one citizen (NO_CRIME, then 转人工) taken and open."""
+    from playwright.async_api import expect
+
+    w = await signed_in(browser, url, agent.username, "/console/workspace")
+    await w.page.get_by_role("button", name="上线").click()
+    await expect(w.page.locator("#ws-status")).to_have_text("在线")
+    citizen = await ask_for_person(app)
+    mine = w.page.locator("#ws-mine .ws-pick")
+    await expect(mine).to_have_count(1)
+    await mine.click()
+    return w, citizen
+
+
 async def test_the_dispatch_draft_leaves_out_commands_and_follows_the_citizen(server, browser,
                                                                              staff_store):
     from playwright.async_api import expect
@@ -167,14 +183,8 @@ async def test_the_dispatch_draft_leaves_out_commands_and_follows_the_citizen(se
         return {"id": "T20261130001", "status": "created"}
 
     app[HUB].desk.dispatcher = dispatcher
-    w = await signed_in(browser, url, agent.username, "/console/workspace")
+    w, citizen = await serving_one(browser, url, app, agent)
     page = w.page
-    await page.get_by_role("button", name="上线").click()
-    await expect(page.locator("#ws-status")).to_have_text("在线")
-    citizen = await ask_for_person(app)  # NO_CRIME, then 转人工
-    mine = page.locator("#ws-mine .ws-pick")
-    await expect(mine).to_have_count(1)
-    await mine.click()
     log = page.get_by_role("log", name="会话记录")
     await expect(log.locator(".ws-from-citizen").last).to_have_text(re.compile("转人工"))
     summary = page.locator("#ws-summary")
@@ -197,6 +207,49 @@ async def test_the_dispatch_draft_leaves_out_commands_and_follows_the_citizen(se
     await expect(page.locator("#ws-facts")).to_contain_text("T20261130001")
     assert sent["summary"] == "群众咨询无犯罪记录证明开具，本人，户籍徐汇。"
     await action_bar_is_hidden(page)
+
+    assert w.problems == [], w.problems
+    await page.context.close()
+
+
+async def test_kb_candidate_offers_the_citizens_question_for_the_agent_to_correct(
+        server, browser, staff_store):
+    from playwright.async_api import expect
+
+    url, app = server
+    agent = await staff_store.add_user("zhaojing", PASSWORD, roles=["agent"], units=["police"],
+                                       display_name="赵警官")
+    w, citizen = await serving_one(browser, url, app, agent)
+    page = w.page
+    await say(app, citizen, "在吗？")
+    log = page.get_by_role("log", name="会话记录")
+    await expect(log.locator(".ws-from-citizen").last).to_have_text(re.compile("在吗"))
+    answer = "可在“一网通办”在线申请，本人持身份证办理。"
+    await page.get_by_label("回复内容").fill(answer)
+    await page.get_by_role("button", name="发送", exact=True).click()
+    reply = log.locator(".ws-from-agent").last
+    await expect(reply).to_contain_text(answer)
+
+    # the question offered is what the citizen asked, not 转人工 or 在吗
+    await reply.get_by_role("button", name="纳入知识库").click()
+    question = reply.get_by_role("textbox", name="对应的问题")
+    await expect(question).to_be_focused()
+    await expect(question).to_have_value(NO_CRIME)
+    # emptied, nothing is sent
+    await question.fill("  ")
+    await reply.get_by_role("button", name="提交候选").click()
+    await expect(page.get_by_role("alert")).to_have_text("请填写这条答复对应的问题")
+    assert not [p for p in w.posts if p.endswith("/propose")]
+    # corrected, it is filed with the answer
+    await question.fill("无犯罪记录证明在哪里申请？")
+    await reply.get_by_role("button", name="提交候选").click()
+    done = reply.get_by_role("button", name="已提交知识库候选")
+    await expect(done).to_be_disabled()
+    await expect(question).to_have_count(0)
+    async with app[HUB].engine.connect() as conn:
+        row = (await conn.execute(select(kb_candidates))).mappings().one()
+    assert (row["question"], row["answer"]) == ("无犯罪记录证明在哪里申请？", answer)
+    assert len([p for p in w.posts if p.endswith("/propose")]) == 1
 
     assert w.problems == [], w.problems
     await page.context.close()

@@ -112,6 +112,65 @@ async def test_first_reply_within_the_sla_stops_the_clock(hd, engine):
     assert row["first_response_at"] is not None and not row["sla_breached"]
 
 
+async def test_the_sla_is_timed_from_the_request_as_the_figures_time_it(hd, engine):
+    """50 s in the line, then assigned and not answered: the figures count the first
+    response from the request, so the alert comes 60 s after the request, not 60 s after the
+    assignment."""
+    user = citizen()
+    await ask_for_person(hd, user)  # nobody online yet
+    hd.clock.advance(50)
+    await hd.service.sweep()
+    agent = await hd.agent("late", ["police"])
+    await hd.desk.heartbeat(agent)
+    assert await state_of(engine, user) == ("assigned", "police", agent.id)
+    hd.clock.advance(9)  # 59 s since the request
+    await hd.desk.heartbeat(agent)
+    await hd.service.sweep()
+    assert hd.of_type("sla_breach") == []
+    hd.clock.advance(2)  # 61 s since the request, 11 s since the assignment
+    await hd.desk.heartbeat(agent)
+    await hd.service.sweep()
+    [breach] = hd.of_type("sla_breach")
+    assert (breach["state"], breach["agent"], breach["late_s"]) == ("assigned", agent.id, 1)
+    assert [b["channel_user"] for b in (await hd.desk.board(agent))["breaches"]] == [user]
+    hd.clock.advance(60)  # the agent's own 60 s pass too: still one alert
+    await hd.desk.heartbeat(agent)
+    await hd.service.sweep()
+    assert len(hd.of_type("sla_breach")) == 1
+
+
+async def test_a_first_reply_past_the_sla_between_two_sweeps_is_a_breach(hd, engine):
+    user = citizen()
+    agent = await hd.agent("slow", ["police"])
+    await hd.desk.heartbeat(agent)
+    await ask_for_person(hd, user)
+    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    hd.clock.advance(59)
+    await hd.desk.heartbeat(agent)
+    await hd.service.sweep()
+    hd.clock.advance(1.5)  # no sweep before the reply
+    await hd.desk.send(agent, hid, "您好，久等了。")
+    assert [b["handoff"] for b in hd.of_type("sla_breach")] == [hid]
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(handoffs).where(handoffs.c.id == hid))).mappings().one()
+    assert (row["first_response_at"] - row["requested_at"]).total_seconds() > 60
+    assert row["sla_breached"]
+
+
+async def test_a_claimed_message_left_is_not_timed_against_the_live_sla(hd, engine):
+    hd.clock.t = SATURDAY_10
+    user = citizen()
+    await ask_for_person(hd, user)
+    assert (await state_of(engine, user))[0] == "message"
+    hd.clock.t = MONDAY_10 + 7 * 86400
+    agent = await hd.agent("mon", ["police"])
+    hid = (await hd.desk.board(agent))["messages"][0]["id"]
+    await hd.desk.claim(agent, hid)
+    await hd.service.sweep()
+    await hd.desk.send(agent, hid, "您好，已看到您的留言。")
+    assert hd.of_type("sla_breach") == []
+
+
 async def test_a_citizen_left_waiting_too_long_overflows(hd, engine):
     user = citizen()
     await ask_for_person(hd, user)  # police: nobody online
@@ -251,6 +310,27 @@ async def test_unknown_matter_offers_departments(hd, engine):
     assert "handoff:unit:tax" in payloads and "handoff:unit:bigdata" in payloads
     await hd.say(user, "", kind="quick_reply", payload="handoff:unit:tax")
     assert await state_of(engine, user) == ("waiting", "tax", None)
+
+
+async def test_a_department_is_taken_only_from_the_menu_offered(hd, engine):
+    """A crafted quick reply cannot skip routing: with no menu offered, or for a unit the menu
+    did not offer, it is not understood and the bot reads its label as any other line."""
+    user = citizen()
+    replies = await hd.say(user, "我要投诉临港", kind="quick_reply",
+                           payload="handoff:unit:lingang")
+    assert await state_of(engine, user) == (None, None, None)
+    assert not any("已为您接入" in r.text for r in replies)
+
+    menu = (await hd.say(user, "我要转人工"))[-1].quick_replies
+    offered = [q.payload.removeprefix("handoff:unit:") for q in menu]
+    assert "lingang" not in offered and "police" in offered
+    await hd.say(user, "我要投诉临港", kind="quick_reply", payload="handoff:unit:lingang")
+    assert await state_of(engine, user) == (None, None, None)
+    # the menu still stands, even after the bot answered something in between
+    await hd.say(user, "查询一下")
+    replies = await hd.say(user, "市公安局", kind="quick_reply", payload="handoff:unit:police")
+    assert replies[-1].queue.state == "waiting"
+    assert await state_of(engine, user) == ("waiting", "police", None)
 
 
 async def test_agent_cannot_touch_another_units_conversation(hd, engine):
