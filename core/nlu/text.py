@@ -58,6 +58,7 @@ def check_patterns(patterns: str | list[str]) -> str | list[str]:
 _TO_SIMPLIFIED = opencc.OpenCC("t2s.json")
 
 
+@lru_cache(maxsize=4096)  # the bot reads one message several times (intent, search, checks)
 def normalise(text: str) -> str:
     """NFKC (full-width → half-width), simplified characters, lower case, collapsed whitespace.
 
