@@ -71,7 +71,7 @@ class BotReply:
     quick_replies: list[QuickReply] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     meta: AnswerMeta = field(default_factory=AnswerMeta)
-    #: "fallback" or "unresolved": the service records the question on the KB gap list
+    #: "fallback", "unsure" or "unresolved": the service records the question on the KB gap list
     unanswered: str | None = None
     #: the service must start human help (handoff)
     handoff: bool = False
@@ -328,9 +328,12 @@ class Bot:
         choices = [QuickReply(label=label[:60], payload=f"pick:{h.entry_id}")
                    for label, h in zip(labels, hits, strict=True)]
         if unsure:
+            # on the gap list too (reason "unsure", with the best guess): whichever the citizen
+            # picks, the KB lacked a phrasing close to theirs, which an operator can add
             return BotReply("clarify", "小申不太确定您问的是哪一个，请选择；都不是的话，"
                             "可以换个说法再问，或转线上人工帮办。",
-                            quick_replies=[*choices, HUMAN_REPLY], meta=meta)
+                            quick_replies=[*choices, HUMAN_REPLY], meta=meta,
+                            unanswered="unsure")
         return BotReply("clarify", "您想问的是以下哪一个问题？", quick_replies=choices, meta=meta)
 
     def _fallback(self, ctx: Context, meta: AnswerMeta, hits: list[Hit], snap: Snapshot,

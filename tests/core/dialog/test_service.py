@@ -170,6 +170,17 @@ async def test_not_resolved_puts_the_answered_question_on_the_gap_list(service, 
     assert_due_in_five_workdays(row)
 
 
+async def test_a_question_the_bot_was_unsure_of_is_on_the_gap_list_with_its_best_guess(
+        service, user):
+    result = await service.handle(say(user, "网上签注好了卡还要盖章吗"))
+    [reply] = result.replies
+    assert reply.action == "clarify", reply.text
+    [row] = await service.conversations.open_unanswered()
+    assert row["reason"] == "unsure" and row["question"] == "网上签注好了卡还要盖章吗"
+    assert row["entry_id"] == reply.meta.entry_id and row["entry_id"].startswith("M03-")
+    assert_due_in_five_workdays(row)
+
+
 async def test_answered_and_resolved_questions_are_not_on_the_gap_list(service, user):
     await service.handle(say(user, "个税清单怎么开"))
     await service.handle(say(user, "已解决", kind="quick_reply", payload="resolved:yes"))
