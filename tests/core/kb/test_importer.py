@@ -74,7 +74,9 @@ async def test_links_to_ids_neither_in_the_files_nor_the_kb_are_warnings(store):
     checked = check_records(records(
         valid_record("faq", id="f1", related_policies=["policy-known", "NO-SUCH-POLICY"],
                      related_articles=["NO-SUCH-ARTICLE", "f2"]),
-        valid_record("faq", id="f2", question="另一个问题？", related_projects=["f1"]),
+        # a service code (服务编码) of the 一网通办 catalogue is no KB entry: not checked
+        valid_record("faq", id="f2", question="另一个问题？", related_projects=["f1"],
+                     related_services=["310000-SVC-0001"]),
         valid_record("policy_project", id="p1", prerequisite_projects=["no-such-project"])),
         stored=stored)
     assert checked.problems == []
