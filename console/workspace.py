@@ -35,7 +35,7 @@ from core.dialog.models import Outbound
 from core.errors import BangbanError, Conflict, NotFound, ValidationFailed, http_status
 from core.handoff import AgentDesk, BannedPhrase
 from core.handoff.desk import MAX_REPLY
-from core.handoff.steering import steering as steering_line
+from core.handoff.steering import flags as steering_flags
 from core.handoff.store import Handoff
 from core.kb.richtext import html_to_text
 from core.reference import matter_names
@@ -199,9 +199,11 @@ def message_json(m: Outbound, *, steering: bool = False) -> dict[str, Any]:
             "steering": steering, "created_at": m.created_at.isoformat()}
 
 
-def stored_json(m: StoredMessage) -> dict[str, Any]:
-    return message_json(m.to_outbound(), steering=m.sender == "citizen"
-                        and steering_line(m.text, m.body.get("payload")))
+def stored_json(history: list[StoredMessage]) -> list[dict[str, Any]]:
+    """The stored messages for the staff view, each citizen line flagged when it only steers
+    (a line and the bot's replies to it are stored together, so a page holds both)."""
+    return [message_json(m.to_outbound(), steering=f)
+            for m, f in zip(history, steering_flags(history), strict=True) if m.seq > 0]
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
         raise ValidationFailed("after 必须是整数") from None
     h, history = await desk.history(user, request.match_info["handoff_id"], after=after)
     out = {"handoff": handoff_json(desk, h, user),
-           "messages": [stored_json(m) for m in history if m.seq > 0]}
+           "messages": stored_json(history)}
     if after == 0:
         out["segments"] = [{"id": s.id, "unit_name": desk.service.unit_name(s.unit),
                             "state": s.state, "resolution": s.resolution, "note": s.note,

@@ -328,6 +328,10 @@ class Bot:
         choices = [QuickReply(label=label[:60], payload=f"pick:{h.entry_id}")
                    for label, h in zip(labels, hits, strict=True)]
         if unsure:
+            # all three are one matter's: that is the conversation's matter now, so 转人工帮办
+            # goes to the unit responsible for it (and a follow-up is read as about it)
+            shared = set(hits[0].matters).intersection(*(set(h.matters) for h in hits[1:]))
+            ctx.matter = next((m for m in hits[0].matters if m in shared), ctx.matter)
             # on the gap list too (reason "unsure", with the best guess): whichever the citizen
             # picks, the KB lacked a phrasing close to theirs, which an operator can add
             return BotReply("clarify", "小申不太确定您问的是哪一个，请选择；都不是的话，"

@@ -23,13 +23,13 @@ from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..staff import StaffUser
 from .rating import rating_context, rating_request
 from .service import HandoffService
-from .steering import steering
+from .steering import flags
 from .store import RESOLUTIONS, Handoff, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_REPLY = 2000
-#: how many of the citizen's lines 纳入知识库 looks back through for their question
+#: how many messages 纳入知识库 looks back through for the citizen's question
 QUESTION_LOOKBACK = 200
 #: what an agent may pick when closing (dispatched/transferred have their own actions)
 CLOSE_RESOLUTIONS = {"resolved": "已解决", "unresolved": "未解决", "no_reply": "群众未回复"}
@@ -305,14 +305,14 @@ class AgentDesk:
     async def _question_before(conn: Any, conversation_id: str, seq: int) -> str:
         """The citizen's real question before message ``seq``: their last line that does more
         than steer (not 转人工, a menu number, the department they tapped, a rating …), or ''."""
-        rows = await conn.execute(
-            select(messages.c.text, messages.c.body).where(
-                messages.c.conversation_id == conversation_id, messages.c.sender == "citizen",
-                messages.c.seq < seq, messages.c.text != "")
-            .order_by(messages.c.seq.desc()).limit(QUESTION_LOOKBACK))
-        for text, body in rows:
-            if not steering(text, (body or {}).get("payload")):
-                return text
+        rows = (await conn.execute(
+            select(messages.c.sender, messages.c.action, messages.c.text, messages.c.body).where(
+                messages.c.conversation_id == conversation_id, messages.c.seq < seq)
+            .order_by(messages.c.seq.desc()).limit(QUESTION_LOOKBACK))).all()
+        rows.reverse()  # oldest first, as flags() reads a line with the bot's reply after it
+        for row, only_steers in zip(reversed(rows), reversed(flags(rows)), strict=True):
+            if row.sender == "citizen" and row.text and not only_steers:
+                return row.text
         return ""
 
 

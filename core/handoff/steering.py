@@ -5,12 +5,20 @@ answers "2" to a numbered menu or rates the service. Only the first says what th
 workspace leaves the others out of the 派单 summary it drafts, and 纳入知识库 never offers them as
 the question an agent's answer belongs to. One definition here serves both (the workspace's
 script reads it as the ``steering`` flag of each citizen message in the transcript API).
+
+A request for a person comes in more words than any list holds ("機器人別回了，叫人來", "不要机器
+人"), so the bot's own reading counts first: a line 小申 answered by handing off was one
+(:func:`flags`). The patterns below catch the rest: menu numbers, taps, ratings, greetings.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ..nlu.text import normalise
 
 #: quick replies that steer (human help's menus and cancel, ratings, 已解决 / 未解决, 转人工帮办);
 #: a tapped ``pick:`` / ``matter:`` is a question or matter the citizen chose, and is kept
@@ -30,8 +38,17 @@ _TYPED = [re.compile(p) for p in (
 )]
 
 
+class Line(Protocol):
+    """A stored message, as much of it as this module reads."""
+
+    sender: str
+    action: str | None
+    text: str
+    body: dict[str, Any]
+
+
 def _bare(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
+    text = normalise(text)  # NFKC, traditional → simplified (轉人工), lower case
     return "".join(c for c in text if not c.isspace() and unicodedata.category(c)[0] not in "PS")
 
 
@@ -44,4 +61,18 @@ def steering(text: str, payload: str | None = None) -> bool:
     return not bare or any(p.match(bare) for p in _TYPED)
 
 
-__all__ = ["STEERING_PAYLOADS", "steering"]
+def flags(lines: Sequence[Line]) -> list[bool]:
+    """For each stored message in order, whether it is a citizen's line that only steers: by
+    :func:`steering`, or because 小申 answered it by handing off to a person."""
+    out = []
+    for i, m in enumerate(lines):
+        if m.sender != "citizen":
+            out.append(False)
+            continue
+        after = lines[i + 1] if i + 1 < len(lines) else None
+        handed_off = after is not None and after.sender == "bot" and after.action == "handoff"
+        out.append(handed_off or steering(m.text, (m.body or {}).get("payload")))
+    return out
+
+
+__all__ = ["STEERING_PAYLOADS", "flags", "steering"]

@@ -149,8 +149,10 @@ def test_unsure_among_one_matters_questions_the_bot_offers_them_and_a_person(sna
     assert payloads(reply)[-1] == "human" and "人工" in reply.text
     # the KB lacked a phrasing close to the citizen's: on the gap list, with the best guess
     assert reply.unanswered == "unsure" and reply.meta.entry_id == picks[0]
-    # on a text-only channel the menu is numbered, the person last
-    assert converse(Bot(lambda: snap, BotSettings()), question, "4")[-1].handoff
+    # on a text-only channel the menu is numbered, the person last; the person is one of the
+    # matter all three choices belong to
+    handoff = converse(Bot(lambda: snap, BotSettings()), question, "4")[-1]
+    assert handoff.handoff and handoff.meta.matters == ["M03"]
     # a site that prefers the plain fallback turns it off
     [plain] = converse(Bot(lambda: snap, BotSettings(suggest_confidence=1)), question)
     assert plain.action == "fallback" and plain.unanswered == "fallback", describe(plain)

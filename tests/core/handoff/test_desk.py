@@ -55,6 +55,21 @@ async def test_the_kb_candidate_gets_the_citizens_question_not_how_they_reached_
     assert await candidate_question(engine, cid) == "快递丢失如何申诉？"
 
 
+async def test_a_request_for_a_person_in_any_words_is_not_the_question(hd, engine):
+    # no pattern knows this wording; 小申 understood it and handed off, and that is what counts
+    user = citizen()
+    await hd.say(user, PARCEL)
+    menu = (await hd.say(user, "機器人別回了，叫人來"))[-1].quick_replies
+    [pick] = [q for q in menu if q.payload == "handoff:unit:market"]
+    await hd.say(user, pick.label, kind="quick_reply", payload=pick.payload)
+    agent = await hd.agent("m", ["market"])
+    await hd.desk.heartbeat(agent)
+    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    answer = await hd.desk.send(agent, hid, "可以向寄件地的邮政管理部门申诉。")
+    cid = await hd.desk.propose(agent, hid, answer.message_id)
+    assert await candidate_question(engine, cid) == PARCEL
+
+
 async def test_with_nothing_but_requests_for_a_person_the_agent_must_write_the_question(hd):
     user = citizen()
     await hd.say(user, "我要转人工")
