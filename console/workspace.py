@@ -181,7 +181,8 @@ def handoff_json(desk: AgentDesk, h: Handoff, user: StaffUser) -> dict[str, Any]
     return out
 
 
-def message_json(m: Outbound, *, steering: bool = False) -> dict[str, Any]:
+def message_json(m: Outbound, *, steering: bool = False, proposed: bool = False
+                 ) -> dict[str, Any]:
     """A stored message for the staff view: plain text only (never the bot's HTML), and only
     our own attachments, rewritten to the staff download route. ``steering``: a citizen's
     line that only steers the conversation (core.handoff.steering), which the script leaves
@@ -196,13 +197,14 @@ def message_json(m: Outbound, *, steering: bool = False) -> dict[str, Any]:
             "action": m.action, "text": m.text, "attachments": media,
             "links": [{"title": x.title, "url": x.url} for x in m.links
                       if x.url.startswith(("https://", "http://"))],
-            "steering": steering, "created_at": m.created_at.isoformat()}
+            "steering": steering, "proposed": proposed, "created_at": m.created_at.isoformat()}
 
 
-def stored_json(history: list[StoredMessage]) -> list[dict[str, Any]]:
+def stored_json(history: list[StoredMessage], proposed: set[str]) -> list[dict[str, Any]]:
     """The stored messages for the staff view, each citizen line flagged when it only steers
-    (a line and the bot's replies to it are stored together, so a page holds both)."""
-    return [message_json(m.to_outbound(), steering=f)
+    (a line and the bot's replies to it are stored together, so a page holds both), each
+    agent reply when it is already a KB candidate."""
+    return [message_json(m.to_outbound(), steering=f, proposed=m.id in proposed)
             for m, f in zip(history, steering_flags(history), strict=True) if m.seq > 0]
 
 
@@ -233,7 +235,8 @@ async def transcript(request: web.Request) -> web.StreamResponse:
         raise ValidationFailed("after 必须是整数") from None
     h, history = await desk.history(user, request.match_info["handoff_id"], after=after)
     out = {"handoff": handoff_json(desk, h, user),
-           "messages": stored_json(history)}
+           "messages": stored_json(history, await desk.proposed(
+               [m.id for m in history if m.sender == "agent"]))}
     if after == 0:
         out["segments"] = [{"id": s.id, "unit_name": desk.service.unit_name(s.unit),
                             "state": s.state, "resolution": s.resolution, "note": s.note,

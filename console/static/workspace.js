@@ -224,11 +224,20 @@
       propose.type = "button";
       propose.setAttribute("aria-expanded", "false");
       wrap.append(propose);
+      if (m.proposed) {  // filed before (this page was reloaded since): not offered again
+        propose.textContent = "已提交知识库候选";
+        propose.disabled = true;
+        return wrap;
+      }
       var form = null;
+      // closing puts focus back where the agent was (the button, or the reply box once the
+      // button is spent) and takes the form's own alert with it
       function closeForm() {
         if (form) form.remove();
         form = null;
         propose.setAttribute("aria-expanded", "false");
+        showAlert("");
+        (propose.disabled ? text : propose).focus();
       }
       propose.addEventListener("click", function () {
         if (!state.selected) return;
@@ -248,6 +257,9 @@
         cancel.addEventListener("click", closeForm);
         bar.append(submit, cancel);
         form.append(label, hint, bar);
+        form.addEventListener("keydown", function (ev) {
+          if (ev.key === "Escape") { ev.preventDefault(); closeForm(); }
+        });
         form.addEventListener("submit", function (ev) {
           ev.preventDefault();
           var value = question.value.trim();
@@ -257,14 +269,13 @@
           call("POST", "/console/api/handoffs/" + encodeURIComponent(id) + "/propose", { message_id: m.id, question: value }).then(function (r) {
             submit.disabled = false;
             if (r.ok) {
-              showAlert("");
-              closeForm();
               propose.textContent = "已提交知识库候选";
               propose.disabled = true;
+              closeForm();
               return;
             }
+            if (r.status === 409) { propose.disabled = true; closeForm(); }
             showAlert(r.body.message || "提交失败");
-            if (r.status === 409) { closeForm(); propose.disabled = true; }
           });
         });
         wrap.append(form);

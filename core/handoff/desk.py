@@ -301,6 +301,15 @@ class AgentDesk:
         except IntegrityError as exc:
             raise Conflict("这条答复已经提交过") from exc
 
+    async def proposed(self, message_ids: list[str]) -> set[str]:
+        """Which of these agent messages are already KB candidates (纳入知识库 done): the
+        workspace shows them as submitted after a reload instead of offering them again."""
+        if not message_ids:
+            return set()
+        async with self.conversations.engine.connect() as conn:
+            return set((await conn.execute(select(kb_candidates.c.message_id).where(
+                kb_candidates.c.message_id.in_(message_ids)))).scalars())
+
     @staticmethod
     async def _question_before(conn: Any, conversation_id: str, seq: int) -> str:
         """The citizen's real question before message ``seq``: their last line that does more

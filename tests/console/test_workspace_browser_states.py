@@ -235,6 +235,12 @@ async def test_kb_candidate_offers_the_citizens_question_for_the_agent_to_correc
     question = reply.get_by_role("textbox", name="对应的问题")
     await expect(question).to_be_focused()
     await expect(question).to_have_value(NO_CRIME)
+    # Escape closes it, back on the button
+    await question.press("Escape")
+    await expect(question).to_have_count(0)
+    await expect(reply.get_by_role("button", name="纳入知识库")).to_be_focused()
+    await reply.get_by_role("button", name="纳入知识库").click()
+    await expect(question).to_have_value(NO_CRIME)
     # emptied, nothing is sent
     await question.fill("  ")
     await reply.get_by_role("button", name="提交候选").click()
@@ -246,10 +252,19 @@ async def test_kb_candidate_offers_the_citizens_question_for_the_agent_to_correc
     done = reply.get_by_role("button", name="已提交知识库候选")
     await expect(done).to_be_disabled()
     await expect(question).to_have_count(0)
+    # the form's alert went with it, and the agent is back in the reply box
+    await expect(page.locator("#ws-alert")).to_have_text("")
+    await expect(page.get_by_label("回复内容")).to_be_focused()
     async with app[HUB].engine.connect() as conn:
         row = (await conn.execute(select(kb_candidates))).mappings().one()
     assert (row["question"], row["answer"]) == ("无犯罪记录证明在哪里申请？", answer)
     assert len([p for p in w.posts if p.endswith("/propose")]) == 1
+    # after a reload it still says so, instead of offering it again
+    await page.reload()
+    await page.locator("#ws-mine .ws-pick").click()
+    reply = page.get_by_role("log", name="会话记录").locator(".ws-from-agent").last
+    await expect(reply).to_contain_text(answer)
+    await expect(reply.get_by_role("button", name="已提交知识库候选")).to_be_disabled()
 
     assert w.problems == [], w.problems
     await page.context.close()
