@@ -51,9 +51,7 @@ async def read_form(request: web.Request) -> MultiDictProxy:
     try:
         return await request.post()
     except _UNPARSABLE as exc:
-        log.warning("malformed form body refused: %s %s from %s: %s", request.method,
-                    request.path, request.remote, type(exc).__name__)
-        raise MalformedBody("提交的表单内容无法解析，请刷新页面后重试。") from None
+        raise _refused(request, exc, "form", "提交的表单内容无法解析，请刷新页面后重试。") from None
 
 
 async def first_part(request: web.Request) -> BodyPartReader | None:
@@ -65,7 +63,12 @@ async def first_part(request: web.Request) -> BodyPartReader | None:
         reader = await request.multipart()
         part = await reader.next()
     except _UNPARSABLE as exc:
-        log.warning("malformed multipart body refused: %s %s from %s: %s", request.method,
-                    request.path, request.remote, type(exc).__name__)
-        raise MalformedBody("上传的内容无法解析，请重新选择文件后再试。") from None
+        raise _refused(request, exc, "multipart", "上传的内容无法解析，请重新选择文件后再试。") from None
     return part if isinstance(part, BodyPartReader) else None
+
+
+def _refused(request: web.Request, exc: Exception, kind: str, reason: str) -> MalformedBody:
+    # one line, no traceback: the client's mistake, not ours
+    log.warning("malformed %s body refused: %s %s from %s: %s", kind, request.method,
+                request.path, request.remote, type(exc).__name__)
+    return MalformedBody(reason)

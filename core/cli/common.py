@@ -64,6 +64,12 @@ def export_given_settings() -> None:
             os.environ[name] = str(Path(value).resolve())
 
 
+def has_database(settings: Settings) -> bool:
+    """An external database, or the embedded SQLite file already in the data dir."""
+    return bool(settings.database.url) or (
+        Path(settings.data_dir).resolve() / "bangban.db").exists()
+
+
 def existing_database(settings: Settings) -> None:
     """For commands that only read: the database they read must exist.
 
@@ -72,11 +78,9 @@ def existing_database(settings: Settings) -> None:
     ``bangban eval`` work on a fresh checkout. A data dir that was named but holds no database
     is far more often a typo than an empty deployment: refused, and nothing is created there.
     """
-    if settings.database.url:
+    if has_database(settings):
         return
     db = Path(settings.data_dir).resolve() / "bangban.db"
-    if db.exists():
-        return
     ctx = click.get_current_context(silent=True)
     named = (ctx and (ctx.meta.get(GIVEN) or {}).get("BANGBAN_DATA_DIR")) \
         or os.environ.get("BANGBAN_DATA_DIR")

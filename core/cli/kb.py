@@ -18,7 +18,7 @@ from ..kb.models import ENTRY_TYPES, STATUSES
 from ..kb.store import KbStore
 from ..kb.wire import detect_format, dumps, expand_paths, read_records, write_entries
 from ..reference import load_matters
-from .common import cli, existing_database, settings_options
+from .common import cli, existing_database, has_database, settings_options
 
 FORMAT_CHOICE = click.Choice(["yaml", "json", "jsonl", "csv"])
 
@@ -46,7 +46,7 @@ def _check(paths: tuple[str, ...], fmt: str | None, quiet: bool,
 def _stored(settings: Settings) -> StoredKb | None:
     """The KB of these settings as checking files against it needs, or None when it has no
     database yet (none is created here: a refused import or a validation leaves no trace)."""
-    if not settings.database.url and not (settings.data_dir.resolve() / "bangban.db").exists():
+    if not has_database(settings):
         return None
 
     async def run() -> StoredKb:

@@ -94,6 +94,12 @@ def calibrate(score: float, policy: BotPolicy, length: int | None = None) -> flo
     return 1.0 / (1.0 + math.exp(-policy.slope * (score - mid)))
 
 
+def shared_matters(hits: list[Hit]) -> list[str]:
+    """The matters every one of these hits belongs to, in the first hit's order."""
+    rest = [set(h.matters) for h in hits[1:]]
+    return [m for m in hits[0].matters if all(m in r for r in rest)]
+
+
 def answer_body(entry: KbEntryBase) -> str:
     """The official wording (口径) of an entry, as sanitised HTML.
 
@@ -240,13 +246,13 @@ class Bot:
                 # 一步一步教我"), and the KB has nothing: a person is what helps
                 return self._handoff(ctx, AnswerMeta(intent=intent.label))
             topic = snap.outside(text, "")
-            if topic is None and conf >= p.suggest_confidence and len(hits) >= 3 and set(
-                hits[0].matters
-            ).intersection(*(set(h.matters) for h in hits[1:3])):
+            if topic is None and conf >= p.suggest_confidence and len(hits) >= 3 and (
+                matter := shared_matters(hits[:3])
+            ):
                 # not sure which question it is, but the best three are all one matter's
                 # ("发飘票种合定网上怎么提交"): offering them helps more than giving up, and on
                 # the question sets it never offered them for a question no matter covers
-                return self._clarify(hits[:3], ctx, meta, snap, unsure=True)
+                return self._clarify(hits[:3], ctx, meta, snap, unsure_of=matter[0])
             # say which service it is, when it is a known one
             return self._fallback(ctx, meta, hits, snap, topic=topic)
         outside = snap.outside(text, "")
@@ -263,8 +269,7 @@ class Bot:
             # the KB starting to cover the service: it answers.
             return self._fallback(ctx, meta, hits, snap, topic=outside)
         close = [h for h in hits if hits[0].score - h.score <= p.clarify_margin]
-        shared = set(hits[0].matters).intersection(*(set(h.matters) for h in close))
-        if len(close) > 1 and not shared:
+        if len(close) > 1 and not shared_matters(close):
             return self._clarify(close[:3], ctx, meta, snap)
         best = hits[0]
         if best.type == "term" and not _DEFINITION.search(text):
@@ -315,9 +320,9 @@ class Bot:
                         meta=meta, rate=True)
 
     def _clarify(self, hits: list[Hit], ctx: Context, meta: AnswerMeta, snap: Snapshot,
-                 *, unsure: bool = False) -> BotReply:
-        """The candidates as choices: close ones of different matters, or (``unsure``) the
-        best three of one matter when none is sure enough to answer; then, as a fallback
+                 *, unsure_of: str | None = None) -> BotReply:
+        """The candidates as choices: close ones of different matters, or the best three of
+        the one matter ``unsure_of`` when none is sure enough to answer; then, as a fallback
         would, the way to a person is offered too."""
         ctx.suggestions = [h.entry_id for h in hits]
         labels = [snap.entries[h.entry_id].display_title for h in hits]
@@ -327,11 +332,10 @@ class Bot:
                                        "entry_type": hits[0].type})
         choices = [QuickReply(label=label[:60], payload=f"pick:{h.entry_id}")
                    for label, h in zip(labels, hits, strict=True)]
-        if unsure:
+        if unsure_of:
             # all three are one matter's: that is the conversation's matter now, so 转人工帮办
             # goes to the unit responsible for it (and a follow-up is read as about it)
-            shared = set(hits[0].matters).intersection(*(set(h.matters) for h in hits[1:]))
-            ctx.matter = next((m for m in hits[0].matters if m in shared), ctx.matter)
+            ctx.matter = unsure_of
             # on the gap list too (reason "unsure", with the best guess): whichever the citizen
             # picks, the KB lacked a phrasing close to theirs, which an operator can add
             return BotReply("clarify", "小申不太确定您问的是哪一个，请选择；都不是的话，"

@@ -319,10 +319,9 @@ class AgentDesk:
                 messages.c.conversation_id == conversation_id, messages.c.seq < seq)
             .order_by(messages.c.seq.desc()).limit(QUESTION_LOOKBACK))).all()
         rows.reverse()  # oldest first, as flags() reads a line with the bot's reply after it
-        for row, only_steers in zip(reversed(rows), reversed(flags(rows)), strict=True):
-            if row.sender == "citizen" and row.text and not only_steers:
-                return row.text
-        return ""
+        asked = [r.text for r, only_steers in zip(rows, flags(rows), strict=True)
+                 if r.sender == "citizen" and r.text and not only_steers]
+        return asked[-1] if asked else ""
 
 
 __all__ = ["AgentDesk", "BannedPhrase", "CLOSE_RESOLUTIONS", "RESOLUTIONS"]

@@ -228,11 +228,13 @@ class HandoffStore:
         async with self.engine.connect() as conn:
             return [Handoff.from_row(r) for r in (await conn.execute(q)).mappings().all()]
 
-    async def unanswered(self, requested_before: datetime) -> list[Handoff]:
-        """Segments an agent holds without having replied yet, requested before the given
-        time and not yet marked breached: what the sweep times against the SLA from the
-        request (the waiting line's own clock is in Redis)."""
-        q = (select(handoffs).where(handoffs.c.state == "assigned",
+    async def unanswered(self, units: list[str], requested_before: datetime) -> list[Handoff]:
+        """Segments of these units an agent holds without having replied yet, requested
+        before the given time and not yet marked breached: what the sweep times against the
+        SLA from the request (the waiting line's own clock is in Redis). Every process asks
+        every second, so the units are named: the (unit, state) index answers it without
+        reading the table's history."""
+        q = (select(handoffs).where(handoffs.c.unit.in_(units), handoffs.c.state == "assigned",
                                     handoffs.c.first_response_at.is_(None),
                                     handoffs.c.sla_breached.is_(False),
                                     handoffs.c.requested_at < requested_before)

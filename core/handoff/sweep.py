@@ -131,8 +131,8 @@ class Sweeper:
             return
         slas = {code: u.first_response_sla_s for code, u in self.units.items()}
         cutoff = datetime.fromtimestamp(now - min(slas.values()), UTC)
-        for h in await self.store.unanswered(cutoff):
-            if h.unit not in slas or left_message(h.state, h.meta):
+        for h in await self.store.unanswered(list(slas), cutoff):
+            if left_message(h.state, h.meta):
                 continue  # a 留言 is answered the next working day, as the figures know
             late = now - h.requested_at.timestamp() - slas[h.unit]
             if late > 0:

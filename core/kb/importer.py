@@ -41,7 +41,6 @@ class Checked:
     warnings: list[Problem] = field(default_factory=list)
 
 
-#: relations that name other KB entries by id (related_matters names matters: checked as codes)
 #: relations that name other KB entries (the seed's 政策/项目/文章编码); related_services names a
 #: service of the 一网通办 service catalogue (服务编码), which the KB does not hold
 LINK_FIELDS = ("related_policies", "related_projects", "related_articles",

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from core.db.schema import kb_candidates
 from core.errors import Conflict, Forbidden, ValidationFailed
 from tests.core.handoff.conftest import citizen
-from tests.core.handoff.test_service import ask_for_person
+from tests.core.handoff.test_service import ask_for_person, served
 
 PARCEL = "我的快递一直没送到怎么办？"  # no matter the bot knows: 转人工 offers the department menu
 
@@ -86,10 +86,7 @@ async def test_acting_on_an_ended_conversation_says_it_has_ended(hd):
     """A second tab closes (or dispatches) what the first already ended: the holder is told the
     conversation has ended, as a supervisor is, not that they may not do it."""
     user = citizen()
-    await ask_for_person(hd, user)
-    agent = await hd.agent("p", ["police"])
-    await hd.desk.heartbeat(agent)
-    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    agent, hid = await served(hd, user, "p")
     await hd.desk.close(agent, hid, "resolved")
     for act in (hd.desk.close(agent, hid, "resolved"), hd.desk.transfer(agent, hid, "tax"),
                 hd.desk.dispatch(agent, hid, summary="无犯罪记录证明")):

@@ -19,6 +19,15 @@ async def ask_for_person(hd, user: str, question: str = NO_CRIME):
     return await hd.say(user, "转人工")
 
 
+async def served(hd, user: str, agent_name: str, units: tuple[str, ...] = ("police",)):
+    """An agent of ``units``, online, holding ``user``'s request for a person (NO_CRIME, then
+    转人工): (the agent, the handoff id)."""
+    agent = await hd.agent(agent_name, list(units))
+    await hd.desk.heartbeat(agent)
+    await ask_for_person(hd, user)
+    return agent, (await hd.desk.board(agent))["mine"][0]["id"]
+
+
 async def state_of(engine, user: str) -> tuple[str, str | None, str | None]:
     async with engine.connect() as conn:
         row = (await conn.execute(select(handoffs.c.state, handoffs.c.unit, handoffs.c.agent)
@@ -96,10 +105,7 @@ async def test_sla_breach_is_detected_once_and_shown(hd, engine):
 
 async def test_first_reply_within_the_sla_stops_the_clock(hd, engine):
     user = citizen()
-    agent = await hd.agent("quick", ["police"])
-    await hd.desk.heartbeat(agent)
-    await ask_for_person(hd, user)
-    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    agent, hid = await served(hd, user, "quick")
     hd.clock.advance(20)
     out = await hd.desk.send(agent, hid, "您好，请问您是本人办理吗？")
     assert out.sender == "agent" and out.sender_name == "quick"
@@ -141,10 +147,7 @@ async def test_the_sla_is_timed_from_the_request_as_the_figures_time_it(hd, engi
 
 async def test_a_first_reply_past_the_sla_between_two_sweeps_is_a_breach(hd, engine):
     user = citizen()
-    agent = await hd.agent("slow", ["police"])
-    await hd.desk.heartbeat(agent)
-    await ask_for_person(hd, user)
-    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    agent, hid = await served(hd, user, "slow")
     hd.clock.advance(59)
     await hd.desk.heartbeat(agent)
     await hd.service.sweep()
@@ -388,10 +391,7 @@ async def test_no_transfer_to_a_closed_unit_from_a_channel_that_cannot_take_the_
 
 async def test_close_asks_for_a_rating_that_text_channels_answer_with_numbers(hd, engine):
     user = citizen()
-    await ask_for_person(hd, user)
-    agent = await hd.agent("r", ["police"])
-    await hd.desk.heartbeat(agent)
-    hid = (await hd.desk.board(agent))["mine"][0]["id"]
+    agent, hid = await served(hd, user, "r")
     await hd.desk.send(agent, hid, "已为您查询，证明可在线开具。")
     await hd.desk.close(agent, hid, "resolved")
     request = [o for u, o in hd.pushed if u == user and o.rating][-1]
